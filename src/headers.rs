@@ -1,0 +1,143 @@
+//! The names of the three authentication headers.
+//!
+//! Rampnow's documentation exists in two versions that name the headers differently, and an
+//! account may be on either: [`HeaderNames::RN`] (the default) and [`HeaderNames::X_RAMPNOW`].
+//! [`HeaderNames::new`] builds any other triple.
+//!
+//! # Example
+//!
+//! ```
+//! use rampnow_auth::HeaderNames;
+//!
+//! assert_eq!(HeaderNames::RN.signature(), "rn-access-sign");
+//! assert_eq!(HeaderNames::X_RAMPNOW.timestamp(), "x-rampnow-timestamp");
+//!
+//! let custom = HeaderNames::new("My-Key", "My-Time", "My-Sign")?;
+//! assert_eq!(custom.api_key(), "my-key");
+//! # Ok::<(), rampnow_auth::Error>(())
+//! ```
+
+use http::HeaderName;
+
+use crate::error::{Error, ErrorKind};
+
+/// The header names for the API key, the timestamp and the signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderNames {
+    api_key: HeaderName,
+    timestamp: HeaderName,
+    signature: HeaderName,
+}
+
+impl HeaderNames {
+    /// `RN-API-KEY`, `RN-ACCESS-TIMESTAMP`, `RN-ACCESS-SIGN`: the default.
+    pub const RN: HeaderNames = HeaderNames {
+        api_key: HeaderName::from_static("rn-api-key"),
+        timestamp: HeaderName::from_static("rn-access-timestamp"),
+        signature: HeaderName::from_static("rn-access-sign"),
+    };
+
+    /// `X-RAMPNOW-API-KEY`, `X-RAMPNOW-TIMESTAMP`, `X-RAMPNOW-SIGN`: the names in Rampnow's newer
+    /// documentation.
+    pub const X_RAMPNOW: HeaderNames = HeaderNames {
+        api_key: HeaderName::from_static("x-rampnow-api-key"),
+        timestamp: HeaderName::from_static("x-rampnow-timestamp"),
+        signature: HeaderName::from_static("x-rampnow-sign"),
+    };
+
+    /// A custom triple: API key, timestamp, signature. Names are case-insensitive.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidHeaderNames`] when a name is not a valid header name, or two of
+    /// them are the same (one header would overwrite the other).
+    pub fn new(api_key: &str, timestamp: &str, signature: &str) -> Result<HeaderNames, Error> {
+        let parse = |role: &str, name: &str| {
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                Error::new(
+                    ErrorKind::InvalidHeaderNames,
+                    format!(
+                        "the {role} header name {name:?} is not a valid HTTP header name; use \
+                         letters, digits and '-', as in \"RN-ACCESS-SIGN\""
+                    ),
+                )
+            })
+        };
+        let names = HeaderNames {
+            api_key: parse("API key", api_key)?,
+            timestamp: parse("timestamp", timestamp)?,
+            signature: parse("signature", signature)?,
+        };
+        if names.api_key == names.timestamp
+            || names.api_key == names.signature
+            || names.timestamp == names.signature
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidHeaderNames,
+                "the API key, timestamp and signature header names must be three different \
+                 names; one header would overwrite another",
+            ));
+        }
+        Ok(names)
+    }
+
+    /// The API key header.
+    #[must_use]
+    pub fn api_key(&self) -> &HeaderName {
+        &self.api_key
+    }
+
+    /// The timestamp header.
+    #[must_use]
+    pub fn timestamp(&self) -> &HeaderName {
+        &self.timestamp
+    }
+
+    /// The signature header.
+    #[must_use]
+    pub fn signature(&self) -> &HeaderName {
+        &self.signature
+    }
+}
+
+impl Default for HeaderNames {
+    fn default() -> Self {
+        HeaderNames::RN
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_match_the_docs() {
+        let rn = HeaderNames::default();
+        assert_eq!(rn, HeaderNames::RN);
+        assert_eq!(rn.api_key(), "rn-api-key");
+        assert_eq!(rn.timestamp(), "rn-access-timestamp");
+        assert_eq!(rn.signature(), "rn-access-sign");
+        let x = HeaderNames::X_RAMPNOW;
+        assert_eq!(x.api_key(), "x-rampnow-api-key");
+        assert_eq!(x.timestamp(), "x-rampnow-timestamp");
+        assert_eq!(x.signature(), "x-rampnow-sign");
+    }
+
+    #[test]
+    fn custom_names_are_validated() {
+        assert!(HeaderNames::new("a", "b", "c").is_ok());
+        for (a, b, c) in [
+            ("", "b", "c"),
+            ("a b", "b", "c"),
+            ("a", "b\n", "c"),
+            ("a", "A", "c"),
+        ] {
+            let err = HeaderNames::new(a, b, c).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                ErrorKind::InvalidHeaderNames,
+                "{a:?} {b:?} {c:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,162 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use http::request::Parts;
+use http::Request;
+use http_body::Body;
+use http_body_util::combinators::Collect;
+use http_body_util::{BodyExt, Collected, LengthLimitError, Limited};
+use pin_project_lite::pin_project;
+use tower::{BoxError, Service};
+
+use super::Config;
+use crate::body::SignedBody;
+use crate::error::{Error, ErrorKind};
+
+pin_project! {
+    /// Response future of [`RampnowAuth`](super::RampnowAuth): reads the body, signs, then
+    /// drives the inner service's future.
+    pub struct ResponseFuture<B, S>
+    where
+        B: Body,
+        B::Error: Into<BoxError>,
+        S: Service<Request<SignedBody>>,
+    {
+        #[pin]
+        state: State<Collect<Limited<B>>, S::Future>,
+        pending: Option<Pending<S>>,
+    }
+}
+
+/// What the signing step needs once the body is in.
+struct Pending<S> {
+    parts: Parts,
+    inner: S,
+    config: Arc<Config>,
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<C, F> {
+        Collect { #[pin] collect: C },
+        Call { #[pin] future: F },
+        Failed { error: Option<Error> },
+    }
+}
+
+impl<B, S> ResponseFuture<B, S>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+    S: Service<Request<SignedBody>>,
+{
+    pub(super) fn new(request: Request<B>, inner: S, config: Arc<Config>) -> Self {
+        let (mut parts, body) = request.into_parts();
+        match config.prepare(&mut parts, body.size_hint().lower()) {
+            Ok(()) => ResponseFuture {
+                state: State::Collect {
+                    collect: Limited::new(body, config.max_body_size).collect(),
+                },
+                pending: Some(Pending {
+                    parts,
+                    inner,
+                    config,
+                }),
+            },
+            Err(error) => ResponseFuture {
+                state: State::Failed { error: Some(error) },
+                pending: None,
+            },
+        }
+    }
+}
+
+impl<B, S> Future for ResponseFuture<B, S>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+    S: Service<Request<SignedBody>>,
+    S::Error: Into<BoxError>,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Collect { collect } => {
+                    let collected = ready!(collect.poll(cx));
+                    let Pending {
+                        parts,
+                        mut inner,
+                        config,
+                    } = this.pending.take().expect("future polled after completion");
+                    let signed = collected
+                        .map_err(|error| body_error(error, &config))
+                        .and_then(|collected| config.sign(parts, into_bytes(collected)?));
+                    match signed {
+                        Ok(request) => {
+                            let future = inner.call(request);
+                            this.state.set(State::Call { future });
+                        }
+                        Err(error) => {
+                            this.state.set(State::Failed { error: None });
+                            return Poll::Ready(Err(error.into()));
+                        }
+                    }
+                }
+                StateProj::Call { future } => return future.poll(cx).map_err(Into::into),
+                StateProj::Failed { error } => {
+                    let error = error.take().expect("future polled after completion");
+                    return Poll::Ready(Err(error.into()));
+                }
+            }
+        }
+    }
+}
+
+fn into_bytes<D: bytes::Buf>(collected: Collected<D>) -> Result<bytes::Bytes, Error> {
+    if collected.trailers().is_some() {
+        return Err(Error::new(
+            ErrorKind::Body,
+            "the request body has trailers, which the Rampnow signature cannot cover, so \
+             nothing was sent; send the request without trailers",
+        ));
+    }
+    Ok(collected.to_bytes())
+}
+
+fn body_error(error: BoxError, config: &Config) -> Error {
+    if error.is::<LengthLimitError>() {
+        return config.body_too_large();
+    }
+    Error::new(
+        ErrorKind::Body,
+        format!(
+            "failed to read the request body ({error}), so nothing was signed or sent; fix the \
+             body's source and send the request again"
+        ),
+    )
+    .with_source(error)
+}
+
+impl<B, S> fmt::Debug for ResponseFuture<B, S>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+    S: Service<Request<SignedBody>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Collect { .. } => "reading body",
+            State::Call { .. } => "calling inner service",
+            State::Failed { .. } => "failed",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}

@@ -1,0 +1,98 @@
+use std::sync::Arc;
+
+use tower::Layer;
+
+use super::{Config, RampnowAuth};
+use crate::clock::Clock;
+use crate::credentials::Credentials;
+use crate::headers::HeaderNames;
+
+/// A [`Layer`] that signs every request with Rampnow credentials; builds [`RampnowAuth`].
+///
+/// Configured with consuming builder methods; cheap to clone (the configuration is shared).
+///
+/// # Example
+///
+/// ```
+/// use rampnow_auth::{Credentials, HeaderNames, RampnowAuthLayer};
+///
+/// let layer = RampnowAuthLayer::new(Credentials::new("ak_live_3f9a1c", "pk_live_secret")?)
+///     .header_names(HeaderNames::X_RAMPNOW)
+///     .max_body_size(1024 * 1024);
+/// assert!(!format!("{layer:?}").contains("pk_live_secret"));
+/// # Ok::<(), rampnow_auth::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct RampnowAuthLayer {
+    config: Arc<Config>,
+}
+
+impl RampnowAuthLayer {
+    /// Signs with these credentials, the system clock, the [`HeaderNames::RN`] header names, a
+    /// 10 MiB body limit, and HTTPS only.
+    pub fn new(credentials: Credentials) -> RampnowAuthLayer {
+        RampnowAuthLayer {
+            config: Arc::new(Config::new(credentials)),
+        }
+    }
+
+    /// Takes the signing time from `clock` instead of the system clock: a closure
+    /// `Fn() -> SystemTime` or any [`Clock`].
+    pub fn with_clock(mut self, clock: impl Clock) -> RampnowAuthLayer {
+        Arc::make_mut(&mut self.config).clock = Arc::new(clock);
+        self
+    }
+
+    /// Sends the credentials under these header names (default [`HeaderNames::RN`]).
+    pub fn header_names(mut self, names: HeaderNames) -> RampnowAuthLayer {
+        Arc::make_mut(&mut self.config).names = names;
+        self
+    }
+
+    /// The largest body, in bytes, that is read and signed (default 10 MiB). A larger body is
+    /// refused with [`ErrorKind::BodyTooLarge`](crate::ErrorKind::BodyTooLarge) and nothing is
+    /// sent.
+    pub fn max_body_size(mut self, limit: usize) -> RampnowAuthLayer {
+        Arc::make_mut(&mut self.config).max_body_size = limit;
+        self
+    }
+
+    /// Whether `http://` URIs may be signed (default `false`, which refuses them with
+    /// [`ErrorKind::InsecureScheme`](crate::ErrorKind::InsecureScheme)). Turn it on only for a
+    /// test server on your own machine: over plain HTTP the API key crosses the network in
+    /// clear.
+    pub fn allow_http(mut self, allow: bool) -> RampnowAuthLayer {
+        Arc::make_mut(&mut self.config).allow_http = allow;
+        self
+    }
+}
+
+impl<S> Layer<S> for RampnowAuthLayer {
+    type Service = RampnowAuth<S>;
+
+    fn layer(&self, inner: S) -> RampnowAuth<S> {
+        RampnowAuth::from_config(inner, self.config.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_is_clone_debug_send_sync() {
+        fn assert<T: Clone + std::fmt::Debug + Send + Sync + 'static>() {}
+        assert::<RampnowAuthLayer>();
+    }
+
+    #[test]
+    fn builders_do_not_change_other_clones() {
+        let a = RampnowAuthLayer::new(Credentials::new("k", "s").unwrap());
+        let b = a.clone().max_body_size(5).allow_http(true);
+        assert_eq!(a.config.max_body_size, super::super::DEFAULT_MAX_BODY_SIZE);
+        assert!(!a.config.allow_http);
+        assert_eq!(b.config.max_body_size, 5);
+        assert!(b.config.allow_http);
+    }
+}

@@ -1,0 +1,290 @@
+//! The signing middleware: [`RampnowAuthLayer`] and the service it builds, [`RampnowAuth`].
+//!
+//! For each request the service
+//!
+//! 1. refuses, before anything is read or sent, a URI whose scheme is not `https` (unless
+//!    [`allow_http`](RampnowAuthLayer::allow_http) is on), a target that is not a path, and a
+//!    method that is not in upper case;
+//! 2. reads the whole body, up to [`max_body_size`](RampnowAuthLayer::max_body_size) (a body
+//!    already in one piece is not copied);
+//! 3. only then reads the clock, so a slow body never makes a stale signature;
+//! 4. signs the timestamp, the method, the request target exactly as it goes on the wire (an
+//!    absolute URI with no path is sent and signed as `/`; the query is kept byte for byte) and
+//!    the body bytes;
+//! 5. sets the three headers, replacing any value already there (never duplicating it), with
+//!    the API key and the signature marked sensitive;
+//! 6. calls the inner service with the body as a [`SignedBody`](crate::SignedBody) of exactly
+//!    the signed bytes.
+//!
+//! Errors the middleware raises itself are [`crate::Error`]s inside a [`tower::BoxError`];
+//! errors of the inner service pass through unchanged.
+//!
+//! # Where it goes in a stack
+//!
+//! Outside the layer (listed before it in a `ServiceBuilder`): retries, so each attempt is
+//! signed afresh; timeouts; redirect following; anything that decides *whether* and *where* to
+//! send. Inside it (after it): only the transport. Nothing inside the layer may change the
+//! body, the method or the URI — no compression, no body rewriting — or the signature no
+//! longer matches what is sent.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::{Duration, UNIX_EPOCH};
+//! use http::Request;
+//! use rampnow_auth::{Credentials, RampnowAuthLayer, SignedBody};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # tokio_test_block_on(async {
+//! let credentials = Credentials::new("ak_live_3f9a1c", "pk_live_asjhdvcjahsgvjqhwcasdv")?;
+//! let client = ServiceBuilder::new()
+//!     .layer(
+//!         RampnowAuthLayer::new(credentials)
+//!             .with_clock(|| UNIX_EPOCH + Duration::from_secs(1727759033)),
+//!     )
+//!     .service(service_fn(|req: Request<SignedBody>| async move {
+//!         // A real client (hyper, ...) goes here; this one returns the headers it got.
+//!         Ok::<_, std::convert::Infallible>(req.headers().clone())
+//!     }));
+//!
+//! let request = Request::post("https://api.rampnow.io/api/partner/v1/ext/ramp_order/quote?srcCurrency=USD&dstCurrency=BTC")
+//!     .body(SignedBody::from(r#"{"dummy": "value"}"#))?;
+//! let headers = client.oneshot(request).await?;
+//! assert_eq!(headers["rn-api-key"], "ak_live_3f9a1c");
+//! assert_eq!(headers["rn-access-timestamp"], "1727759033");
+//! assert_eq!(
+//!     headers["rn-access-sign"],
+//!     "558629fe8e7f4555ddbe63dd8d1523921eef1f8763ccc142e63d84c227f2ab5e"
+//! );
+//! # Ok::<(), tower::BoxError>(())
+//! # }).unwrap();
+//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+//! # }
+//! ```
+
+mod future;
+mod layer;
+mod service;
+
+pub use future::ResponseFuture;
+pub use layer::RampnowAuthLayer;
+pub use service::RampnowAuth;
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::CONTENT_LENGTH;
+use http::request::Parts;
+use http::uri::{PathAndQuery, Scheme, Uri};
+use http::{HeaderValue, Request};
+
+use crate::body::SignedBody;
+use crate::clock::{unix_seconds, Clock, SystemClock};
+use crate::credentials::Credentials;
+use crate::error::{Error, ErrorKind};
+use crate::headers::HeaderNames;
+use crate::signer::Signer;
+
+/// The default [`max_body_size`](RampnowAuthLayer::max_body_size): 10 MiB.
+pub const DEFAULT_MAX_BODY_SIZE: usize = 10 * 1024 * 1024;
+
+/// Configuration shared by a layer and every service it builds.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) signer: Signer,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) names: HeaderNames,
+    pub(crate) max_body_size: usize,
+    pub(crate) allow_http: bool,
+}
+
+impl Config {
+    pub(crate) fn new(credentials: Credentials) -> Config {
+        Config {
+            signer: Signer::new(&credentials),
+            clock: Arc::new(SystemClock),
+            names: HeaderNames::RN,
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            allow_http: false,
+        }
+    }
+
+    /// Checks what can be checked before the body is read, and puts the request target in the
+    /// form it will go on the wire (starting with `/`), so that what is signed is what is sent.
+    pub(crate) fn prepare(&self, parts: &mut Parts, body_lower_bound: u64) -> Result<(), Error> {
+        check_scheme(&parts.uri, self.allow_http)?;
+        normalize_target(&mut parts.uri)?;
+        let method = parts.method.as_str();
+        if method.bytes().any(|b| b.is_ascii_lowercase()) {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "the request method {method:?} is not in upper case; Rampnow signs the \
+                     method as sent, in upper case: use http::Method::GET, POST, ..."
+                ),
+            ));
+        }
+        if body_lower_bound > self.max_body_size as u64 {
+            return Err(self.body_too_large());
+        }
+        Ok(())
+    }
+
+    /// Signs the request whose body has been read, and builds the request to send.
+    pub(crate) fn sign(&self, mut parts: Parts, body: Bytes) -> Result<Request<SignedBody>, Error> {
+        let timestamp = HeaderValue::from(unix_seconds(self.clock.now())?);
+        let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        let signature = self.signer.sign_parts(
+            timestamp.as_bytes(),
+            parts.method.as_str().as_bytes(),
+            target.as_bytes(),
+            &body,
+        );
+        let headers = &mut parts.headers;
+        headers.insert(
+            self.names.api_key().clone(),
+            self.signer.credentials().header_value().clone(),
+        );
+        headers.insert(self.names.timestamp().clone(), timestamp);
+        headers.insert(self.names.signature().clone(), signature.to_header_value());
+        if headers.contains_key(CONTENT_LENGTH) {
+            // A stale length would make the transport send something other than what was signed.
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
+        Ok(Request::from_parts(parts, SignedBody::from(body)))
+    }
+
+    pub(crate) fn body_too_large(&self) -> Error {
+        Error::new(
+            ErrorKind::BodyTooLarge,
+            format!(
+                "the request body is larger than the signing limit of {} bytes, so nothing was \
+                 sent; raise the limit with `RampnowAuthLayer::max_body_size` if the API accepts \
+                 bodies this large",
+                self.max_body_size
+            ),
+        )
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("credentials", self.signer.credentials())
+            .field("header_names", &self.names)
+            .field("max_body_size", &self.max_body_size)
+            .field("allow_http", &self.allow_http)
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_scheme(uri: &Uri, allow_http: bool) -> Result<(), Error> {
+    let Some(scheme) = uri.scheme() else {
+        // Origin form: the transport decides where it goes; nothing to refuse here.
+        return Ok(());
+    };
+    if *scheme == Scheme::HTTPS || (*scheme == Scheme::HTTP && allow_http) {
+        return Ok(());
+    }
+    let message = if *scheme == Scheme::HTTP {
+        "refusing to sign a request to an http:// URI: the API key would cross the network in \
+         clear. Use https:// (Rampnow refuses plain HTTP anyway), or `allow_http(true)` for a \
+         local test server"
+            .to_owned()
+    } else {
+        format!(
+            "refusing to sign a request to a {scheme}:// URI: Rampnow credentials are only sent \
+             over https://"
+        )
+    };
+    Err(Error::new(ErrorKind::InsecureScheme, message))
+}
+
+/// Makes the target start with `/` when the `http` crate left the `/` out (an absolute URI with
+/// no path), so the URI carries exactly the target that is signed, whatever the transport.
+fn normalize_target(uri: &mut Uri) -> Result<(), Error> {
+    let current = uri.path_and_query().map_or("", PathAndQuery::as_str);
+    if current.starts_with('/') {
+        return Ok(());
+    }
+    if current == "*" {
+        return Err(Error::new(
+            ErrorKind::InvalidRequest,
+            "the request target is `*` (asterisk form), which Rampnow cannot sign; use a path \
+             such as /api/partner/v1/...",
+        ));
+    }
+    if uri.scheme().is_none() && uri.authority().is_some() {
+        return Err(Error::new(
+            ErrorKind::InvalidRequest,
+            "the request target is a bare host (authority form, as used by CONNECT), which \
+             Rampnow cannot sign; use https://host/path or a /path",
+        ));
+    }
+    let with_slash = format!("/{current}");
+    let mut parts = std::mem::take(uri).into_parts();
+    parts.path_and_query = Some(PathAndQuery::try_from(with_slash).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidRequest,
+            "the request target cannot be written with a leading `/`; use a path such as \
+             /api/partner/v1/...",
+        )
+        .with_source(e)
+    })?);
+    *uri = Uri::from_parts(parts).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidRequest,
+            "the request URI cannot be rebuilt with a leading `/` in its path; use a path such \
+             as /api/partner/v1/...",
+        )
+        .with_source(e)
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target_of(uri: &str) -> Result<String, ErrorKind> {
+        let mut uri: Uri = uri.parse().unwrap();
+        normalize_target(&mut uri).map_err(|e| e.kind())?;
+        Ok(uri.path_and_query().unwrap().as_str().to_owned())
+    }
+
+    #[test]
+    fn targets_are_put_in_wire_form() {
+        assert_eq!(target_of("https://api.rampnow.io").unwrap(), "/");
+        assert_eq!(target_of("https://api.rampnow.io/").unwrap(), "/");
+        assert_eq!(target_of("https://api.rampnow.io?a=1").unwrap(), "/?a=1");
+        assert_eq!(target_of("https://h:8443/x?y=1").unwrap(), "/x?y=1");
+        assert_eq!(
+            target_of("/a%2Bb?z=1&a=2&z=0").unwrap(),
+            "/a%2Bb?z=1&a=2&z=0"
+        );
+        assert_eq!(target_of("https://h/p#frag").unwrap(), "/p");
+        assert_eq!(target_of("*"), Err(ErrorKind::InvalidRequest));
+        assert_eq!(
+            target_of("api.rampnow.io:443"),
+            Err(ErrorKind::InvalidRequest)
+        );
+    }
+
+    #[test]
+    fn schemes_other_than_https_are_refused() {
+        let check = |uri: &str, allow| check_scheme(&uri.parse().unwrap(), allow);
+        assert!(check("https://h/", false).is_ok());
+        assert!(check("/origin-form", false).is_ok());
+        assert_eq!(
+            check("http://h/", false).unwrap_err().kind(),
+            ErrorKind::InsecureScheme
+        );
+        assert!(check("http://h/", true).is_ok());
+        assert_eq!(
+            check("ws://h/", true).unwrap_err().kind(),
+            ErrorKind::InsecureScheme
+        );
+    }
+}

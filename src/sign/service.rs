@@ -1,0 +1,75 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::Request;
+use http_body::Body;
+use tower::{BoxError, Service};
+
+use super::{Config, RampnowAuthLayer, ResponseFuture};
+use crate::body::SignedBody;
+use crate::credentials::Credentials;
+
+/// Middleware that signs each request with Rampnow credentials, then calls the inner service.
+///
+/// Usually built by [`RampnowAuthLayer`]; see [the module docs](crate::sign) for what it does
+/// to each request.
+#[derive(Clone, Debug)]
+pub struct RampnowAuth<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> RampnowAuth<S> {
+    /// Wraps `inner` with the default configuration; use [`RampnowAuth::layer`] to configure.
+    pub fn new(inner: S, credentials: Credentials) -> RampnowAuth<S> {
+        RampnowAuth::from_config(inner, Arc::new(Config::new(credentials)))
+    }
+
+    /// A [`RampnowAuthLayer`] with these credentials.
+    pub fn layer(credentials: Credentials) -> RampnowAuthLayer {
+        RampnowAuthLayer::new(credentials)
+    }
+
+    pub(crate) fn from_config(inner: S, config: Arc<Config>) -> RampnowAuth<S> {
+        RampnowAuth { inner, config }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B> Service<Request<B>> for RampnowAuth<S>
+where
+    S: Service<Request<SignedBody>> + Clone,
+    S::Error: Into<BoxError>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<B, S>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The body is read before the inner service is called, so the service that was made
+        // ready is moved into the future and a clone (not ready) takes its place.
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::new(request, ready, self.config.clone())
+    }
+}
