@@ -1,0 +1,273 @@
+//! The layer among other tower middleware: retry and timeout outside it, a tower-http layer in
+//! the same stack, and the poll_ready/call contract.
+
+mod common;
+
+use std::convert::Infallible;
+use std::future::{ready, Ready};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use common::{hyper_client, now_secs, text, TestServer, RN};
+use http::header::USER_AGENT;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::channel::Channel;
+use hyper::body::Incoming;
+use rampnow_auth::{Credentials, RampnowAuthLayer, SignedBody};
+use tower::retry::Policy;
+use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
+use tower_http::set_header::SetRequestHeaderLayer;
+
+fn credentials() -> Credentials {
+    Credentials::new(common::API_KEY, common::SECRET).unwrap()
+}
+
+/// Retries a 503 up to `attempts` times, cloning the request (its body must be `Clone`).
+#[derive(Clone)]
+struct RetryUnavailable {
+    attempts: usize,
+}
+
+impl<B: Clone, E> Policy<Request<B>, Response<Incoming>, E> for RetryUnavailable {
+    type Future = Ready<()>;
+
+    fn retry(
+        &mut self,
+        _request: &mut Request<B>,
+        result: &mut Result<Response<Incoming>, E>,
+    ) -> Option<Self::Future> {
+        match result {
+            Ok(response)
+                if response.status() == StatusCode::SERVICE_UNAVAILABLE && self.attempts > 0 =>
+            {
+                self.attempts -= 1;
+                Some(ready(()))
+            }
+            _ => None,
+        }
+    }
+
+    fn clone_request(&mut self, request: &Request<B>) -> Option<Request<B>> {
+        let mut clone = Request::new(request.body().clone());
+        *clone.method_mut() = request.method().clone();
+        *clone.uri_mut() = request.uri().clone();
+        *clone.headers_mut() = request.headers().clone();
+        Some(clone)
+    }
+}
+
+/// A clock that moves forward 15 s each time it is read, starting 20 s in the past.
+fn advancing_clock() -> impl Fn() -> SystemTime + Send + Sync + 'static {
+    let next = Arc::new(AtomicU64::new(now_secs() - 20));
+    move || UNIX_EPOCH + Duration::from_secs(next.fetch_add(15, Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn retry_outside_the_layer_signs_each_attempt_afresh() {
+    let server = TestServer::start(RN, now_secs, 2).await;
+    let client = ServiceBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .retry(RetryUnavailable { attempts: 3 })
+        .layer(
+            RampnowAuthLayer::new(credentials())
+                .allow_http(true)
+                .with_clock(advancing_clock()),
+        )
+        .service(hyper_client());
+    // A stale signature already on the request, twice: it must be replaced, not duplicated.
+    let request = Request::post(server.url("/api/partner/v1/ext/ramp_order/quote"))
+        .header("rn-access-sign", "stale")
+        .header("rn-access-sign", "stale-too")
+        .header("rn-access-timestamp", "1")
+        .body(SignedBody::from(r#"{"srcCurrency":"EUR"}"#))
+        .unwrap();
+    let response = client.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let seen = server.seen();
+    assert_eq!(seen.len(), 3, "two 503s, then success");
+    let mut timestamps: Vec<&str> = Vec::new();
+    for attempt in &seen {
+        assert_eq!(
+            attempt.verdict,
+            Ok(()),
+            "every attempt carries a valid signature"
+        );
+        assert_eq!(attempt.headers.get_all("rn-access-sign").iter().count(), 1);
+        assert_eq!(
+            attempt
+                .headers
+                .get_all("rn-access-timestamp")
+                .iter()
+                .count(),
+            1
+        );
+        timestamps.push(attempt.headers["rn-access-timestamp"].to_str().unwrap());
+    }
+    timestamps.dedup();
+    assert_eq!(
+        timestamps.len(),
+        3,
+        "each attempt has a fresh timestamp: {timestamps:?}"
+    );
+}
+
+#[tokio::test]
+async fn tower_http_layers_around_the_signer() {
+    let server = TestServer::start(RN, now_secs, 0).await;
+    let client = ServiceBuilder::new()
+        // Outside: a layer that appends a bogus signature; the signer replaces it.
+        .layer(SetRequestHeaderLayer::appending(
+            HeaderName::from_static("rn-access-sign"),
+            HeaderValue::from_static("bogus"),
+        ))
+        .layer(RampnowAuthLayer::new(credentials()).allow_http(true))
+        // Inside: a layer that only adds an unsigned header; it does not touch body or URI.
+        .layer(SetRequestHeaderLayer::overriding(
+            USER_AGENT,
+            HeaderValue::from_static("rampnow-auth-tests"),
+        ))
+        .service(hyper_client());
+    let request = Request::get(server.url("/api/x?b=2&a=1"))
+        .body(SignedBody::empty())
+        .unwrap();
+    let response = client.oneshot(request).await.unwrap();
+    let status = response.status();
+    assert_eq!(status, StatusCode::OK, "{}", text(response).await);
+    let seen = &server.seen()[0];
+    assert_eq!(seen.headers[USER_AGENT], "rampnow-auth-tests");
+    assert_eq!(seen.headers.get_all("rn-access-sign").iter().count(), 1);
+}
+
+#[tokio::test]
+async fn timeout_outside_the_layer_bounds_a_slow_inner_service() {
+    let slow = service_fn(|_req: Request<SignedBody>| async {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok::<_, Infallible>(())
+    });
+    let client = ServiceBuilder::new()
+        .timeout(Duration::from_millis(50))
+        .layer(RampnowAuthLayer::new(credentials()))
+        .service(slow);
+    let request = Request::get("https://api.rampnow.io/api/x")
+        .body(SignedBody::empty())
+        .unwrap();
+    let err = client.oneshot(request).await.unwrap_err();
+    assert!(err.is::<tower::timeout::error::Elapsed>(), "{err}");
+}
+
+#[tokio::test]
+async fn timeout_outside_the_layer_bounds_a_stalled_body() {
+    let calls = Arc::new(AtomicU64::new(0));
+    let counted = calls.clone();
+    let inner = service_fn(move |_req: Request<SignedBody>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, Infallible>(()) }
+    });
+    let client = ServiceBuilder::new()
+        .timeout(Duration::from_millis(50))
+        .layer(RampnowAuthLayer::new(credentials()))
+        .service(inner);
+    let (sender, body) = Channel::<Bytes>::new(1);
+    let request = Request::post("https://api.rampnow.io/api/x")
+        .body(body)
+        .unwrap();
+    let err = client.oneshot(request).await.unwrap_err();
+    drop(sender);
+    assert!(err.is::<tower::timeout::error::Elapsed>(), "{err}");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "nothing is sent for a body that never ended"
+    );
+}
+
+/// An inner service that panics when called without a successful `poll_ready` first; a clone
+/// is not ready.
+#[derive(Default)]
+struct Strict {
+    ready: bool,
+    calls: Arc<AtomicU64>,
+}
+
+impl Clone for Strict {
+    fn clone(&self) -> Self {
+        Strict {
+            ready: false,
+            calls: self.calls.clone(),
+        }
+    }
+}
+
+impl Service<Request<SignedBody>> for Strict {
+    type Response = ();
+    type Error = Infallible;
+    type Future = Ready<Result<(), Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.ready = true;
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _request: Request<SignedBody>) -> Self::Future {
+        assert!(self.ready, "called without poll_ready");
+        self.ready = false;
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn the_service_made_ready_is_the_one_called() {
+    let strict = Strict::default();
+    let calls = strict.calls.clone();
+    let mut service = RampnowAuthLayer::new(credentials()).layer(strict);
+
+    // Two calls in flight, each with a body that is not there yet, so the inner call happens
+    // after an async step, long after `call` returned.
+    let (mut tx1, body1) = Channel::<Bytes>::new(1);
+    let (mut tx2, body2) = Channel::<Bytes>::new(1);
+    ServiceExt::<Request<Channel<Bytes>>>::ready(&mut service)
+        .await
+        .unwrap();
+    let first = service.call(
+        Request::post("https://api.rampnow.io/a")
+            .body(body1)
+            .unwrap(),
+    );
+    ServiceExt::<Request<Channel<Bytes>>>::ready(&mut service)
+        .await
+        .unwrap();
+    let second = service.call(
+        Request::post("https://api.rampnow.io/b")
+            .body(body2)
+            .unwrap(),
+    );
+    tokio::spawn(async move {
+        tx2.send_data(Bytes::from("2")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        tx1.send_data(Bytes::from("1")).await.unwrap();
+    });
+    second.await.unwrap();
+    first.await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn response_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let mut service = RampnowAuthLayer::new(credentials()).layer(hyper_client());
+    ServiceExt::<Request<SignedBody>>::ready(&mut service)
+        .await
+        .unwrap();
+    let future = service.call(
+        Request::get("https://api.rampnow.io/")
+            .body(SignedBody::empty())
+            .unwrap(),
+    );
+    assert_send(&future);
+    drop(future);
+}
