@@ -22,8 +22,11 @@ use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::Collect;
+use http_body_util::{BodyExt, Collected, LengthLimitError, Limited};
+use tower::BoxError;
 
 /// A request body held in one piece, as it was signed.
 #[derive(Clone, Default)]
@@ -115,6 +118,40 @@ impl From<&'static [u8]> for SignedBody {
     }
 }
 
+/// Reads a whole body, failing past `limit` bytes. Shared by the signer and the verifier.
+pub(crate) type CollectBody<B> = Collect<Limited<B>>;
+
+pub(crate) fn collect<B>(body: B, limit: usize) -> CollectBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    Limited::new(body, limit).collect()
+}
+
+/// Why a body could not be read whole.
+#[derive(Debug)]
+pub(crate) enum BodyFailure {
+    /// Over the limit.
+    TooLarge,
+    /// It ended with trailers, which a signature cannot cover.
+    Trailers,
+    /// The body's own error.
+    Failed(BoxError),
+}
+
+/// The bytes of a collected body; a body that arrived in one piece is not copied.
+pub(crate) fn into_bytes<D: Buf>(
+    collected: Result<Collected<D>, BoxError>,
+) -> Result<Bytes, BodyFailure> {
+    match collected {
+        Ok(collected) if collected.trailers().is_some() => Err(BodyFailure::Trailers),
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(BodyFailure::TooLarge),
+        Err(error) => Err(BodyFailure::Failed(error)),
+    }
+}
+
 /// Shows the length only: bodies may hold personal data.
 impl fmt::Debug for SignedBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -127,7 +164,6 @@ impl fmt::Debug for SignedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::BodyExt;
 
     #[test]
     fn yields_its_bytes_once_then_ends() {

@@ -7,13 +7,11 @@ use std::task::{ready, Context, Poll};
 use http::request::Parts;
 use http::Request;
 use http_body::Body;
-use http_body_util::combinators::Collect;
-use http_body_util::{BodyExt, Collected, LengthLimitError, Limited};
 use pin_project_lite::pin_project;
 use tower::{BoxError, Service};
 
 use super::Config;
-use crate::body::SignedBody;
+use crate::body::{collect, into_bytes, BodyFailure, CollectBody, SignedBody};
 use crate::error::{Error, ErrorKind};
 
 pin_project! {
@@ -26,7 +24,7 @@ pin_project! {
         S: Service<Request<SignedBody>>,
     {
         #[pin]
-        state: State<Collect<Limited<B>>, S::Future>,
+        state: State<CollectBody<B>, S::Future>,
         pending: Option<Pending<S>>,
     }
 }
@@ -58,7 +56,7 @@ where
         match config.prepare(&mut parts, body.size_hint().lower()) {
             Ok(()) => ResponseFuture {
                 state: State::Collect {
-                    collect: Limited::new(body, config.max_body_size).collect(),
+                    collect: collect(body, config.max_body_size),
                 },
                 pending: Some(Pending {
                     parts,
@@ -94,9 +92,9 @@ where
                         mut inner,
                         config,
                     } = this.pending.take().expect("future polled after completion");
-                    let signed = collected
-                        .map_err(|error| body_error(error, &config))
-                        .and_then(|collected| config.sign(parts, into_bytes(collected)?));
+                    let signed = into_bytes(collected)
+                        .map_err(|failure| body_error(failure, &config))
+                        .and_then(|body| config.sign(parts, body));
                     match signed {
                         Ok(request) => {
                             let future = inner.call(request);
@@ -118,29 +116,23 @@ where
     }
 }
 
-fn into_bytes<D: bytes::Buf>(collected: Collected<D>) -> Result<bytes::Bytes, Error> {
-    if collected.trailers().is_some() {
-        return Err(Error::new(
+fn body_error(failure: BodyFailure, config: &Config) -> Error {
+    match failure {
+        BodyFailure::TooLarge => config.body_too_large(),
+        BodyFailure::Trailers => Error::new(
             ErrorKind::Body,
             "the request body has trailers, which the Rampnow signature cannot cover, so \
              nothing was sent; send the request without trailers",
-        ));
-    }
-    Ok(collected.to_bytes())
-}
-
-fn body_error(error: BoxError, config: &Config) -> Error {
-    if error.is::<LengthLimitError>() {
-        return config.body_too_large();
-    }
-    Error::new(
-        ErrorKind::Body,
-        format!(
-            "failed to read the request body ({error}), so nothing was signed or sent; fix the \
-             body's source and send the request again"
         ),
-    )
-    .with_source(error)
+        BodyFailure::Failed(error) => Error::new(
+            ErrorKind::Body,
+            format!(
+                "failed to read the request body ({error}), so nothing was signed or sent; fix \
+                 the body's source and send the request again"
+            ),
+        )
+        .with_source(error),
+    }
 }
 
 impl<B, S> fmt::Debug for ResponseFuture<B, S>
