@@ -16,7 +16,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`Signer`] is the same computation as a plain synchronous function, for use without tower.
+//! [`Signer`] is the same computation as a plain synchronous function, for use without tower,
+//! and [`RampnowVerifyLayer`] is the server side: it checks signatures exactly as Rampnow does,
+//! for sandboxes and tests (see [`verify`]).
 //!
 //! See [`sign`] for what the middleware does to each request and where it goes in a stack.
 //!
@@ -35,13 +37,17 @@ mod clock;
 mod credentials;
 mod error;
 mod headers;
+mod keys;
 pub mod sign;
 mod signer;
+pub mod verify;
 
 pub use body::SignedBody;
 pub use clock::{Clock, SystemClock};
 pub use credentials::{Credentials, API_KEY_ENV, API_SECRET_ENV};
 pub use error::{Error, ErrorKind};
 pub use headers::HeaderNames;
+pub use keys::KeyStore;
 pub use sign::{RampnowAuth, RampnowAuthLayer, DEFAULT_MAX_BODY_SIZE};
 pub use signer::{Signature, Signer, SIGNATURE_HEX_LEN, SIGNATURE_LEN};
+pub use verify::{RampnowVerify, RampnowVerifyLayer};

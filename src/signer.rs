@@ -35,7 +35,7 @@
 
 use std::fmt;
 
-use hmac::digest::CtOutput;
+use hmac::digest::{CtOutput, Output};
 use hmac::Mac;
 use http::{HeaderValue, Method};
 
@@ -96,13 +96,24 @@ impl Signer {
         target: &[u8],
         body: &[u8],
     ) -> Signature {
-        let mut mac = self.credentials.mac().clone();
-        mac.update(timestamp);
-        mac.update(method);
-        mac.update(target);
-        mac.update(body);
-        Signature(mac.finalize())
+        sign_parts(&self.credentials, timestamp, method, target, body)
     }
+}
+
+/// One HMAC over the parts, streamed into a clone of the prepared keyed state.
+pub(crate) fn sign_parts(
+    credentials: &Credentials,
+    timestamp: &[u8],
+    method: &[u8],
+    target: &[u8],
+    body: &[u8],
+) -> Signature {
+    let mut mac = credentials.mac().clone();
+    mac.update(timestamp);
+    mac.update(method);
+    mac.update(target);
+    mac.update(body);
+    Signature(mac.finalize())
 }
 
 /// An HMAC-SHA256 request signature.
@@ -114,6 +125,32 @@ impl Signer {
 pub struct Signature(CtOutput<HmacSha256>);
 
 impl Signature {
+    /// Parses a signature header value: exactly 64 hex digits, in either case (servers compare
+    /// case-insensitively). Returns `None` for anything else.
+    ///
+    /// Compare the result with `==`, which runs in constant time.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use rampnow_auth::Signature;
+    ///
+    /// let lower = "558629fe8e7f4555ddbe63dd8d1523921eef1f8763ccc142e63d84c227f2ab5e";
+    /// let upper = lower.to_ascii_uppercase();
+    /// assert_eq!(Signature::from_hex(lower), Signature::from_hex(&upper));
+    /// assert!(Signature::from_hex(&lower[1..]).is_none());
+    /// assert!(Signature::from_hex(&lower.replace('e', "g")).is_none());
+    /// ```
+    #[must_use]
+    pub fn from_hex(hex: &str) -> Option<Signature> {
+        let mut bytes = Output::<HmacSha256>::default();
+        if hex.len() != SIGNATURE_HEX_LEN {
+            return None;
+        }
+        hex::decode_to_slice(hex, bytes.as_mut_slice()).ok()?;
+        Some(Signature(CtOutput::new(bytes)))
+    }
+
     /// The 32 raw bytes of the signature.
     #[must_use]
     pub fn as_bytes(&self) -> &[u8] {

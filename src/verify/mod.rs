@@ -1,0 +1,498 @@
+//! The other side: [`RampnowVerifyLayer`] checks Rampnow signatures on a server.
+//!
+//! It checks each request exactly as Rampnow's documentation describes, from the request
+//! target and body bytes *as received*:
+//!
+//! - each of the three headers present exactly once, from one header set (both
+//!   [`HeaderNames::RN`] and [`HeaderNames::X_RAMPNOW`] are accepted by default, since an
+//!   account may be on either version of the docs; [`header_names`](RampnowVerifyLayer::header_names)
+//!   narrows it to one set);
+//! - a known API key ([`KeyStore`](crate::KeyStore));
+//! - a timestamp of plain ASCII digits (at most 20), within the tolerance of the server's clock
+//!   (60 s either way by default);
+//! - a signature of exactly 64 hex digits in either case, equal, compared in constant time,
+//!   to the HMAC-SHA256 of timestamp, method, target and body;
+//! - optionally, a signature not seen before ([`reject_replays`](RampnowVerifyLayer::reject_replays)).
+//!
+//! Header checks come first, so a request with bad headers is refused without its body being
+//! read. A refused request never reaches the inner service: the layer answers with a JSON body
+//! `{"error": "<code>", "reason": "<what to fix>"}` (never revealing the expected signature),
+//! status 401 (413 for a body over the limit, 400 for a body that fails to read), and the
+//! [`Rejection`] in the response's extensions for logging.
+//!
+//! An accepted request reaches the inner service with its body as a
+//! [`SignedBody`](crate::SignedBody) and the [`VerifiedApiKey`] in its extensions.
+//!
+//! # Example
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::Full;
+//! use rampnow_auth::verify::{RampnowVerifyLayer, Rejection, VerifiedApiKey};
+//! use rampnow_auth::{Credentials, RampnowAuthLayer, SignedBody};
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let credentials = Credentials::new("ak_live_3f9a1c", "pk_live_asjhdvcjahsgvjqhwcasdv")?;
+//! let server = RampnowVerifyLayer::new(credentials.clone()).layer(service_fn(
+//!     |req: Request<SignedBody>| async move {
+//!         let key = req.extensions().get::<VerifiedApiKey>().unwrap().as_str().to_owned();
+//!         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(key))))
+//!     },
+//! ));
+//! // A client signs...
+//! let client = RampnowAuthLayer::new(credentials).layer(server.clone());
+//! let ok = client.oneshot(Request::get("https://api.rampnow.io/x").body(SignedBody::empty())?).await?;
+//! assert_eq!(ok.status(), StatusCode::OK);
+//!
+//! // ...an unsigned request is refused, and the inner service never sees it.
+//! let refused = server.oneshot(Request::get("/x").body(SignedBody::empty())?).await?;
+//! assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+//! let rejection = refused.extensions().get::<Rejection>().unwrap();
+//! assert_eq!(rejection.code(), "missing_header");
+//! # Ok::<(), tower::BoxError>(())
+//! # }).unwrap();
+//! ```
+
+mod future;
+mod layer;
+mod replay;
+mod service;
+
+pub use future::ResponseFuture;
+pub use layer::RampnowVerifyLayer;
+pub use service::RampnowVerify;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+
+use crate::body::BodyFailure;
+use crate::clock::{unix_seconds, Clock, SystemClock};
+use crate::credentials::Credentials;
+use crate::headers::HeaderNames;
+use crate::keys::KeyStore;
+use crate::signer::{sign_parts, Signature};
+use replay::ReplayCache;
+
+/// The default [`tolerance`](RampnowVerifyLayer::tolerance): 60 seconds, as Rampnow's.
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(60);
+
+/// The longest timestamp accepted, in digits (`u64::MAX` has 20).
+const MAX_TIMESTAMP_DIGITS: usize = 20;
+
+/// Why a request was refused. Attached to the refusal's response extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectionKind {
+    /// One of the three headers is missing (401).
+    MissingHeader,
+    /// One of the three headers is present more than once (401).
+    DuplicateHeader,
+    /// The API key is not in the key store (401).
+    UnknownApiKey,
+    /// The timestamp is not plain ASCII digits, or has more than 20 (401).
+    InvalidTimestamp,
+    /// The timestamp is further from the server's clock than the tolerance (401).
+    StaleTimestamp,
+    /// The signature is not 64 hex digits (401).
+    InvalidSignature,
+    /// The signature does not match the request (401).
+    SignatureMismatch,
+    /// The signature was already used (with replay protection on) (401).
+    Replayed,
+    /// The body is larger than the limit (413).
+    BodyTooLarge,
+    /// The body failed to read, or had trailers (400).
+    Body,
+    /// The server's own clock is before 1970 (500).
+    ServerClock,
+}
+
+impl RejectionKind {
+    /// The HTTP status the refusal is sent with.
+    #[must_use]
+    pub fn status(self) -> StatusCode {
+        match self {
+            RejectionKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            RejectionKind::Body => StatusCode::BAD_REQUEST,
+            RejectionKind::ServerClock => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    /// The machine-readable code, the `error` field of the JSON body.
+    #[must_use]
+    pub fn code(self) -> &'static str {
+        match self {
+            RejectionKind::MissingHeader => "missing_header",
+            RejectionKind::DuplicateHeader => "duplicate_header",
+            RejectionKind::UnknownApiKey => "unknown_api_key",
+            RejectionKind::InvalidTimestamp => "invalid_timestamp",
+            RejectionKind::StaleTimestamp => "stale_timestamp",
+            RejectionKind::InvalidSignature => "invalid_signature",
+            RejectionKind::SignatureMismatch => "signature_mismatch",
+            RejectionKind::Replayed => "replayed",
+            RejectionKind::BodyTooLarge => "body_too_large",
+            RejectionKind::Body => "body_error",
+            RejectionKind::ServerClock => "server_clock",
+        }
+    }
+}
+
+/// A refused request: its kind and a reason for people. Found in the extensions of the
+/// response the verifier sends instead of calling the inner service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    kind: RejectionKind,
+    reason: Cow<'static, str>,
+}
+
+impl Rejection {
+    fn new(kind: RejectionKind, reason: impl Into<Cow<'static, str>>) -> Rejection {
+        Rejection {
+            kind,
+            reason: reason.into(),
+        }
+    }
+
+    /// Why the request was refused.
+    #[must_use]
+    pub fn kind(&self) -> RejectionKind {
+        self.kind
+    }
+
+    /// The machine-readable code (`self.kind().code()`).
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        self.kind.code()
+    }
+
+    /// The status it is sent with (`self.kind().status()`).
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+
+    /// What was wrong and what the client should do, in words.
+    #[must_use]
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The refusal as a response: status, `application/json` body, and `self` in extensions.
+    pub(crate) fn into_response<B: From<Bytes>>(self) -> Response<B> {
+        let body = format!(
+            "{{\"error\":\"{}\",\"reason\":\"{}\"}}",
+            self.code(),
+            json_escape(&self.reason)
+        );
+        let mut response = Response::new(B::from(Bytes::from(body)));
+        *response.status_mut() = self.status();
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code(), self.reason)
+    }
+}
+
+/// Reasons are the crate's own sentences; escape them anyway so the body is always JSON.
+fn json_escape(text: &str) -> Cow<'_, str> {
+    if !text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The API key that a request was verified with, in the extensions of the request the inner
+/// service receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedApiKey(Box<str>);
+
+impl VerifiedApiKey {
+    /// The API key.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Configuration shared by a verify layer and its services.
+#[derive(Clone)]
+pub(crate) struct VerifyConfig {
+    keys: Arc<dyn KeyStore>,
+    clock: Arc<dyn Clock>,
+    names: Vec<HeaderNames>,
+    tolerance: Duration,
+    pub(crate) max_body_size: usize,
+    replay: Option<Arc<ReplayCache>>,
+}
+
+/// What the headers claim, checked as far as it can be before the body is read.
+pub(crate) struct Claim {
+    credentials: Credentials,
+    timestamp: HeaderValue,
+    seconds: u64,
+    now: u64,
+    signature: Signature,
+}
+
+impl VerifyConfig {
+    fn new(keys: Arc<dyn KeyStore>) -> VerifyConfig {
+        VerifyConfig {
+            keys,
+            clock: Arc::new(SystemClock),
+            names: vec![HeaderNames::RN, HeaderNames::X_RAMPNOW],
+            tolerance: DEFAULT_TOLERANCE,
+            max_body_size: crate::sign::DEFAULT_MAX_BODY_SIZE,
+            replay: None,
+        }
+    }
+
+    /// Checks the headers: presence, key, timestamp, signature format.
+    pub(crate) fn check_headers(
+        &self,
+        headers: &HeaderMap,
+        body_lower_bound: u64,
+    ) -> Result<Claim, Rejection> {
+        let names = self
+            .names
+            .iter()
+            .find(|n| {
+                headers.contains_key(n.api_key())
+                    || headers.contains_key(n.timestamp())
+                    || headers.contains_key(n.signature())
+            })
+            .unwrap_or(&self.names[0]);
+        let api_key = one(headers, names.api_key())?;
+        let timestamp = one(headers, names.timestamp())?;
+        let signature = one(headers, names.signature())?;
+
+        let credentials = api_key
+            .to_str()
+            .ok()
+            .and_then(|key| self.keys.credentials(key))
+            .ok_or_else(|| {
+                Rejection::new(
+                    RejectionKind::UnknownApiKey,
+                    format!(
+                        "the {} header holds an API key this server does not know; send the \
+                         key shown in the Rampnow Partner Dashboard",
+                        names.api_key()
+                    ),
+                )
+            })?;
+
+        let digits = timestamp.as_bytes();
+        if digits.is_empty()
+            || digits.len() > MAX_TIMESTAMP_DIGITS
+            || !digits.iter().all(u8::is_ascii_digit)
+        {
+            return Err(Rejection::new(
+                RejectionKind::InvalidTimestamp,
+                format!(
+                    "the {} header must be whole seconds since the Unix epoch in plain decimal \
+                     digits (at most {MAX_TIMESTAMP_DIGITS}, no sign or spaces)",
+                    names.timestamp()
+                ),
+            ));
+        }
+        let now = unix_seconds(self.clock.now()).map_err(|_| {
+            Rejection::new(
+                RejectionKind::ServerClock,
+                "the server's clock reads a time before 1970, so no timestamp can be checked",
+            )
+        })?;
+        // Digits only, so the one failure left is a value past u64::MAX: far in the future.
+        let seconds = std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| d.parse::<u64>().ok())
+            .unwrap_or(u64::MAX);
+        let tolerance = self.tolerance.as_secs();
+        if seconds.abs_diff(now) > tolerance {
+            let (distance, direction) = if seconds < now {
+                (now - seconds, "behind")
+            } else {
+                (seconds - now, "ahead of")
+            };
+            return Err(Rejection::new(
+                RejectionKind::StaleTimestamp,
+                format!(
+                    "the timestamp is {distance} s {direction} the server's clock ({now}); it \
+                     must be within {tolerance} s. Sign each request (and each retry) when it is \
+                     sent, and keep the client's clock in sync"
+                ),
+            ));
+        }
+
+        let signature = signature
+            .to_str()
+            .ok()
+            .and_then(Signature::from_hex)
+            .ok_or_else(|| {
+                Rejection::new(
+                    RejectionKind::InvalidSignature,
+                    format!(
+                        "the {} header must be the 64 hex digits of an HMAC-SHA256",
+                        names.signature()
+                    ),
+                )
+            })?;
+
+        if body_lower_bound > self.max_body_size as u64 {
+            return Err(self.body_rejection(BodyFailure::TooLarge));
+        }
+        Ok(Claim {
+            credentials,
+            timestamp: timestamp.clone(),
+            seconds,
+            now,
+            signature,
+        })
+    }
+
+    /// Checks the signature over the request as received, then the replay memory.
+    pub(crate) fn check_signature(
+        &self,
+        claim: &Claim,
+        method: &http::Method,
+        target: Option<&PathAndQuery>,
+        body: &[u8],
+    ) -> Result<VerifiedApiKey, Rejection> {
+        let target = target.map_or("/", PathAndQuery::as_str);
+        let expected = sign_parts(
+            &claim.credentials,
+            claim.timestamp.as_bytes(),
+            method.as_str().as_bytes(),
+            target.as_bytes(),
+            body,
+        );
+        // Constant-time comparison (`Signature`'s `PartialEq`).
+        if expected != claim.signature {
+            return Err(Rejection::new(
+                RejectionKind::SignatureMismatch,
+                "the signature does not match the request; sign timestamp + METHOD + path and \
+                 query exactly as sent + the body bytes exactly as sent, with the API secret",
+            ));
+        }
+        if let Some(replay) = &self.replay {
+            let expires = claim.seconds.saturating_add(self.tolerance.as_secs());
+            if !replay.first_time(claim.signature.as_bytes(), expires, claim.now) {
+                return Err(Rejection::new(
+                    RejectionKind::Replayed,
+                    "this signature was already used; sign every request afresh, retries \
+                     included",
+                ));
+            }
+        }
+        Ok(VerifiedApiKey(claim.credentials.api_key().into()))
+    }
+
+    pub(crate) fn body_rejection(&self, failure: BodyFailure) -> Rejection {
+        match failure {
+            BodyFailure::TooLarge => Rejection::new(
+                RejectionKind::BodyTooLarge,
+                format!(
+                    "the request body is larger than this server's limit of {} bytes",
+                    self.max_body_size
+                ),
+            ),
+            BodyFailure::Trailers => Rejection::new(
+                RejectionKind::Body,
+                "the request body has trailers, which the signature cannot cover; send it \
+                 without trailers",
+            ),
+            BodyFailure::Failed(_) => Rejection::new(
+                RejectionKind::Body,
+                "the request body could not be read to the end; send the request again",
+            ),
+        }
+    }
+}
+
+fn one<'h>(headers: &'h HeaderMap, name: &http::HeaderName) -> Result<&'h HeaderValue, Rejection> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => Ok(value),
+        (None, _) => Err(Rejection::new(
+            RejectionKind::MissingHeader,
+            format!("the {name} header is missing; every Rampnow request carries the API key, timestamp and signature headers"),
+        )),
+        (Some(_), Some(_)) => Err(Rejection::new(
+            RejectionKind::DuplicateHeader,
+            format!("the {name} header is sent more than once; send it exactly once"),
+        )),
+    }
+}
+
+impl fmt::Debug for VerifyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyConfig")
+            .field("header_names", &self.names)
+            .field("tolerance", &self.tolerance)
+            .field("max_body_size", &self.max_body_size)
+            .field(
+                "replay_capacity",
+                &self.replay.as_ref().map(|r| r.capacity()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rejection_body_is_json_with_error_and_reason() {
+        let reasons = [
+            "plain",
+            "with \"quotes\" and \\ backslash",
+            "control \u{1} char\nnewline",
+        ];
+        for reason in reasons {
+            let response: Response<Bytes> =
+                Rejection::new(RejectionKind::SignatureMismatch, reason.to_owned()).into_response();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+            let json: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+            assert_eq!(json["error"], "signature_mismatch");
+            assert_eq!(json["reason"], reason);
+            assert!(response.extensions().get::<Rejection>().is_some());
+        }
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(
+            RejectionKind::BodyTooLarge.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(RejectionKind::Body.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(RejectionKind::Replayed.status(), StatusCode::UNAUTHORIZED);
+    }
+}

@@ -1,0 +1,66 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use tower::{BoxError, Service};
+
+use super::{ResponseFuture, VerifyConfig};
+use crate::body::SignedBody;
+
+/// Middleware that verifies each request's Rampnow signature before calling the inner
+/// service, and answers refused requests itself. Built by
+/// [`RampnowVerifyLayer`](super::RampnowVerifyLayer).
+///
+/// The inner service's response body must be buildable from [`Bytes`] (for the JSON refusal),
+/// as `Full<Bytes>`, axum's `Body` and most server bodies are.
+#[derive(Clone, Debug)]
+pub struct RampnowVerify<S> {
+    inner: S,
+    config: Arc<VerifyConfig>,
+}
+
+impl<S> RampnowVerify<S> {
+    pub(crate) fn from_config(inner: S, config: Arc<VerifyConfig>) -> RampnowVerify<S> {
+        RampnowVerify { inner, config }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for RampnowVerify<S>
+where
+    S: Service<Request<SignedBody>, Response = Response<ResBody>> + Clone,
+    B: Body,
+    B::Error: Into<BoxError>,
+    ResBody: From<Bytes>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<B, S, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The service made ready is the one called, after the body is read.
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::new(request, ready, self.config.clone())
+    }
+}
