@@ -1,0 +1,591 @@
+//! The verifier: every refusal with its status, code and reason, the inner service never
+//! called; tolerance edges; replay protection; signer → verifier round trips.
+
+mod common;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::fixed_clock;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::channel::Channel;
+use http_body_util::{BodyExt, Full};
+use rampnow_auth::verify::{RampnowVerifyLayer, Rejection, RejectionKind, VerifiedApiKey};
+use rampnow_auth::{Credentials, HeaderNames, RampnowAuthLayer, SignedBody, Signer};
+use tower::{service_fn, BoxError, Layer, ServiceExt};
+
+const NOW: u64 = 1_764_288_000;
+
+fn credentials() -> Credentials {
+    Credentials::new(common::API_KEY, common::SECRET).unwrap()
+}
+
+fn verifier() -> RampnowVerifyLayer {
+    RampnowVerifyLayer::new(credentials()).with_clock(fixed_clock(NOW))
+}
+
+/// The inner service: counts calls, answers 200 with the verified key.
+fn app(
+    calls: Arc<AtomicUsize>,
+) -> impl tower::Service<
+    Request<SignedBody>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone {
+    service_fn(move |req: Request<SignedBody>| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let key = req
+            .extensions()
+            .get::<VerifiedApiKey>()
+            .map(|k| k.as_str().to_owned());
+        let body_len = req.body().as_bytes().len();
+        async move {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
+                "{}:{body_len}",
+                key.unwrap_or_default()
+            )))))
+        }
+    })
+}
+
+/// Sends `request` through `layer` to the app; returns status, body and inner calls.
+async fn verify<B>(layer: RampnowVerifyLayer, request: Request<B>) -> (Response<Full<Bytes>>, usize)
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let calls = Arc::new(AtomicUsize::new(0));
+    let response = layer
+        .layer(app(calls.clone()))
+        .oneshot(request)
+        .await
+        .unwrap();
+    (response, calls.load(Ordering::SeqCst))
+}
+
+async fn body_text(response: Response<Full<Bytes>>) -> String {
+    String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
+}
+
+/// Headers for a request signed by hand at `ts` (RN names).
+fn signed_headers(ts: &str, method: &Method, target: &str, body: &[u8]) -> HeaderMap {
+    let ts_num: u64 = ts.trim_start_matches('0').parse().unwrap_or(0);
+    let signature = if ts.bytes().all(|b| b.is_ascii_digit()) && ts.len() <= 20 {
+        // Sign the exact string sent, even with leading zeros.
+        let mut mac_input = Vec::new();
+        mac_input.extend_from_slice(ts.as_bytes());
+        mac_input.extend_from_slice(method.as_str().as_bytes());
+        mac_input.extend_from_slice(target.as_bytes());
+        mac_input.extend_from_slice(body);
+        use hmac::{Hmac, KeyInit, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(common::SECRET.as_bytes()).unwrap();
+        mac.update(&mac_input);
+        hex::encode(mac.finalize().as_bytes())
+    } else {
+        Signer::new(&credentials())
+            .sign(ts_num, method, target, body)
+            .to_string()
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert("rn-api-key", common::API_KEY.parse().unwrap());
+    headers.insert("rn-access-timestamp", ts.parse().unwrap());
+    headers.insert("rn-access-sign", signature.parse().unwrap());
+    headers
+}
+
+fn request(
+    headers: HeaderMap,
+    method: Method,
+    target: &str,
+    body: &'static [u8],
+) -> Request<SignedBody> {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(target)
+        .body(SignedBody::from(body))
+        .unwrap();
+    *request.headers_mut() = headers;
+    request
+}
+
+/// A refusal: status, code, a reason, the inner service not called, the expected signature
+/// nowhere in the answer.
+async fn assert_refused(
+    request: Request<SignedBody>,
+    layer: RampnowVerifyLayer,
+    kind: RejectionKind,
+) {
+    let expected_signature = Signer::new(&credentials())
+        .sign(
+            NOW,
+            request.method(),
+            request.uri().path_and_query().unwrap().as_str(),
+            request.body().as_bytes(),
+        )
+        .to_string();
+    let (response, calls) = verify(layer, request).await;
+    assert_eq!(calls, 0, "inner service called for {kind:?}");
+    assert_eq!(response.status(), kind.status(), "{kind:?}");
+    let rejection = response
+        .extensions()
+        .get::<Rejection>()
+        .cloned()
+        .expect("rejection attached");
+    assert_eq!(rejection.kind(), kind);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let text = body_text(response).await;
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["error"], kind.code());
+    assert_eq!(json["reason"], rejection.reason());
+    assert!(!rejection.reason().is_empty());
+    assert!(
+        !text.contains(&expected_signature),
+        "the expected signature leaked: {text}"
+    );
+    assert!(!text.contains(common::SECRET));
+}
+
+#[tokio::test]
+async fn a_signed_request_is_accepted_with_its_key_in_extensions() {
+    let target = "/api/partner/v1/ext/ramp_order/quote?srcCurrency=USD&dstCurrency=BTC";
+    let headers = signed_headers(&NOW.to_string(), &Method::POST, target, b"{\"a\":1}");
+    let (response, calls) = verify(
+        verifier(),
+        request(headers, Method::POST, target, b"{\"a\":1}"),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(calls, 1);
+    assert_eq!(body_text(response).await, format!("{}:7", common::API_KEY));
+}
+
+#[tokio::test]
+async fn missing_and_duplicated_headers_are_refused() {
+    let target = "/api/x";
+    for name in ["rn-api-key", "rn-access-timestamp", "rn-access-sign"] {
+        let mut headers = signed_headers(&NOW.to_string(), &Method::GET, target, b"");
+        headers.remove(name);
+        assert_refused(
+            request(headers, Method::GET, target, b""),
+            verifier(),
+            RejectionKind::MissingHeader,
+        )
+        .await;
+
+        let mut headers = signed_headers(&NOW.to_string(), &Method::GET, target, b"");
+        let value = headers[name].clone();
+        headers.append(name, value);
+        assert_refused(
+            request(headers, Method::GET, target, b""),
+            verifier(),
+            RejectionKind::DuplicateHeader,
+        )
+        .await;
+    }
+    assert_refused(
+        request(HeaderMap::new(), Method::GET, target, b""),
+        verifier(),
+        RejectionKind::MissingHeader,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_key_bad_timestamps_and_bad_signatures_are_refused() {
+    let target = "/api/x";
+    let mut headers = signed_headers(&NOW.to_string(), &Method::GET, target, b"");
+    headers.insert("rn-api-key", "ak_live_someone_else".parse().unwrap());
+    assert_refused(
+        request(headers, Method::GET, target, b""),
+        verifier(),
+        RejectionKind::UnknownApiKey,
+    )
+    .await;
+
+    let now = NOW.to_string();
+    for ts in [
+        "",
+        "+1764288000",
+        "-1764288000",
+        " 1764288000",
+        "1764288000 ",
+        "1.5e9",
+        "17642880001764288000123",
+        "abc",
+        "١٧٦٤٢٨٨٠٠٠",
+    ] {
+        let mut headers = signed_headers(&now, &Method::GET, target, b"");
+        headers.insert(
+            "rn-access-timestamp",
+            ts.parse()
+                .unwrap_or_else(|_| http::HeaderValue::from_bytes(ts.as_bytes()).unwrap()),
+        );
+        assert_refused(
+            request(headers, Method::GET, target, b""),
+            verifier(),
+            RejectionKind::InvalidTimestamp,
+        )
+        .await;
+    }
+
+    let good = signed_headers(&now, &Method::GET, target, b"")["rn-access-sign"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for sig in [
+        &good[1..],
+        &good[2..],
+        &format!("{good}0"),
+        &good.replace(|c: char| c.is_ascii_digit(), "z"),
+        "",
+        "not hex at all",
+    ] {
+        let mut headers = signed_headers(&now, &Method::GET, target, b"");
+        headers.insert("rn-access-sign", sig.parse().unwrap());
+        assert_refused(
+            request(headers, Method::GET, target, b""),
+            verifier(),
+            RejectionKind::InvalidSignature,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn any_change_after_signing_is_a_mismatch() {
+    let target = "/api/x?a=1&b=2";
+    let body: &'static [u8] = b"{\"amount\":\"100\"}";
+    let headers = signed_headers(&NOW.to_string(), &Method::POST, target, body);
+    // Another target, method, body, timestamp, or a wrong secret.
+    assert_refused(
+        request(headers.clone(), Method::POST, "/api/x?b=2&a=1", body),
+        verifier(),
+        RejectionKind::SignatureMismatch,
+    )
+    .await;
+    assert_refused(
+        request(headers.clone(), Method::PUT, target, body),
+        verifier(),
+        RejectionKind::SignatureMismatch,
+    )
+    .await;
+    assert_refused(
+        request(
+            headers.clone(),
+            Method::POST,
+            target,
+            b"{\"amount\":\"101\"}",
+        ),
+        verifier(),
+        RejectionKind::SignatureMismatch,
+    )
+    .await;
+    let mut later = headers.clone();
+    later.insert(
+        "rn-access-timestamp",
+        (NOW + 1).to_string().parse().unwrap(),
+    );
+    assert_refused(
+        request(later, Method::POST, target, body),
+        verifier(),
+        RejectionKind::SignatureMismatch,
+    )
+    .await;
+    let other =
+        RampnowVerifyLayer::new(Credentials::new(common::API_KEY, "pk_live_other").unwrap())
+            .with_clock(fixed_clock(NOW));
+    assert_refused(
+        request(headers, Method::POST, target, body),
+        other,
+        RejectionKind::SignatureMismatch,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn upper_case_hex_and_leading_zeros_verify_when_signed_so() {
+    let target = "/api/x";
+    let mut headers = signed_headers(&NOW.to_string(), &Method::GET, target, b"");
+    let upper = headers["rn-access-sign"]
+        .to_str()
+        .unwrap()
+        .to_ascii_uppercase();
+    headers.insert("rn-access-sign", upper.parse().unwrap());
+    let (response, calls) = verify(verifier(), request(headers, Method::GET, target, b"")).await;
+    assert_eq!((response.status(), calls), (StatusCode::OK, 1));
+
+    let padded = format!("000{NOW}");
+    let headers = signed_headers(&padded, &Method::GET, target, b"");
+    let (response, calls) = verify(verifier(), request(headers, Method::GET, target, b"")).await;
+    assert_eq!((response.status(), calls), (StatusCode::OK, 1));
+}
+
+#[tokio::test]
+async fn tolerance_edges_are_inclusive_at_60_seconds_either_way() {
+    let target = "/api/x";
+    for (offset, accepted) in [
+        (-61i64, false),
+        (-60, true),
+        (0, true),
+        (60, true),
+        (61, false),
+    ] {
+        let ts = NOW.checked_add_signed(offset).unwrap().to_string();
+        let headers = signed_headers(&ts, &Method::GET, target, b"");
+        if accepted {
+            let (response, calls) =
+                verify(verifier(), request(headers, Method::GET, target, b"")).await;
+            assert_eq!(
+                (response.status(), calls),
+                (StatusCode::OK, 1),
+                "offset {offset}"
+            );
+        } else {
+            assert_refused(
+                request(headers, Method::GET, target, b""),
+                verifier(),
+                RejectionKind::StaleTimestamp,
+            )
+            .await;
+        }
+    }
+    // A custom tolerance.
+    let ts = (NOW - 10).to_string();
+    let headers = signed_headers(&ts, &Method::GET, target, b"");
+    let layer = verifier().tolerance(Duration::from_secs(5));
+    assert_refused(
+        request(headers, Method::GET, target, b""),
+        layer,
+        RejectionKind::StaleTimestamp,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn stale_timestamp_reason_says_how_far_and_which_way() {
+    let headers = signed_headers(&(NOW - 300).to_string(), &Method::GET, "/x", b"");
+    let (response, _) = verify(verifier(), request(headers, Method::GET, "/x", b"")).await;
+    let rejection = response.extensions().get::<Rejection>().unwrap();
+    assert!(
+        rejection.reason().contains("300 s behind"),
+        "{}",
+        rejection.reason()
+    );
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_get_413_and_failing_bodies_400() {
+    let target = "/api/x";
+    let body: &'static [u8] = &[b'x'; 11];
+    let headers = signed_headers(&NOW.to_string(), &Method::POST, target, body);
+    assert_refused(
+        request(headers.clone(), Method::POST, target, body),
+        verifier().max_body_size(10),
+        RejectionKind::BodyTooLarge,
+    )
+    .await;
+
+    // Streamed, size unknown until read.
+    let (mut tx, streamed) = Channel::<Bytes>::new(4);
+    tx.send_data(Bytes::from_static(&[b'x'; 6])).await.unwrap();
+    tx.send_data(Bytes::from_static(&[b'x'; 5])).await.unwrap();
+    drop(tx);
+    let mut req = Request::post(target).body(streamed).unwrap();
+    *req.headers_mut() = headers.clone();
+    let (response, calls) = verify(verifier().max_body_size(10), req).await;
+    assert_eq!(
+        (response.status(), calls),
+        (StatusCode::PAYLOAD_TOO_LARGE, 0)
+    );
+
+    let (mut tx, failing) = Channel::<Bytes, std::io::Error>::new(4);
+    tx.send_data(Bytes::from_static(b"xx")).await.unwrap();
+    tx.abort(std::io::Error::other("connection reset"));
+    let mut req = Request::post(target).body(failing).unwrap();
+    *req.headers_mut() = headers;
+    let (response, calls) = verify(verifier(), req).await;
+    assert_eq!((response.status(), calls), (StatusCode::BAD_REQUEST, 0));
+    assert_eq!(
+        response.extensions().get::<Rejection>().unwrap().kind(),
+        RejectionKind::Body
+    );
+}
+
+#[tokio::test]
+async fn replay_protection_refuses_a_verbatim_resend_but_not_a_re_signed_one() {
+    let layer = verifier().reject_replays(1000);
+    let target = "/api/x";
+    let headers = signed_headers(&NOW.to_string(), &Method::GET, target, b"");
+    let (first, _) = verify(
+        layer.clone(),
+        request(headers.clone(), Method::GET, target, b""),
+    )
+    .await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_refused(
+        request(headers, Method::GET, target, b""),
+        layer.clone(),
+        RejectionKind::Replayed,
+    )
+    .await;
+    let resigned = signed_headers(&(NOW - 1).to_string(), &Method::GET, target, b"");
+    let (again, _) = verify(layer.clone(), request(resigned, Method::GET, target, b"")).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(layer.remembered_signatures(), Some(2));
+}
+
+#[tokio::test]
+async fn replay_memory_never_exceeds_its_capacity() {
+    let layer = verifier().reject_replays(8);
+    for i in 0..50u64 {
+        let target = format!("/api/x?i={i}");
+        let headers = signed_headers(&NOW.to_string(), &Method::GET, &target, b"");
+        let mut req = Request::get(target.as_str())
+            .body(SignedBody::empty())
+            .unwrap();
+        *req.headers_mut() = headers;
+        let (response, _) = verify(layer.clone(), req).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(layer.remembered_signatures().unwrap() <= 8);
+    }
+    assert_eq!(layer.remembered_signatures(), Some(8));
+}
+
+#[tokio::test]
+async fn forged_requests_do_not_enter_the_replay_memory() {
+    let layer = verifier().reject_replays(8);
+    let mut headers = signed_headers(&NOW.to_string(), &Method::GET, "/x", b"");
+    headers.insert("rn-access-sign", "0".repeat(64).parse().unwrap());
+    assert_refused(
+        request(headers, Method::GET, "/x", b""),
+        layer.clone(),
+        RejectionKind::SignatureMismatch,
+    )
+    .await;
+    assert_eq!(layer.remembered_signatures(), Some(0));
+}
+
+#[tokio::test]
+async fn both_header_sets_are_accepted_unless_narrowed() {
+    let server = verifier();
+    for names in [HeaderNames::RN, HeaderNames::X_RAMPNOW] {
+        let client = RampnowAuthLayer::new(credentials())
+            .with_clock(fixed_clock(NOW))
+            .header_names(names.clone());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let stack = client.layer(server.layer(app(calls.clone())));
+        let response = stack
+            .oneshot(
+                Request::post("/api/x")
+                    .body(SignedBody::from("{}"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{names:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+    let narrowed = verifier().header_names(HeaderNames::RN);
+    let client = RampnowAuthLayer::new(credentials())
+        .with_clock(fixed_clock(NOW))
+        .header_names(HeaderNames::X_RAMPNOW);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let response = client
+        .layer(narrowed.layer(app(calls.clone())))
+        .oneshot(Request::get("/api/x").body(SignedBody::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn several_keys_for_a_rotation_with_overlap() {
+    let old = Credentials::new("ak_old", "pk_old_secret").unwrap();
+    let new = Credentials::new("ak_new", "pk_new_secret").unwrap();
+    let keys: HashMap<String, Credentials> = [old.clone(), new.clone()]
+        .into_iter()
+        .map(|c| (c.api_key().to_owned(), c))
+        .collect();
+    let server = RampnowVerifyLayer::new(keys).with_clock(fixed_clock(NOW));
+    for credentials in [old, new] {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let stack = RampnowAuthLayer::new(credentials.clone())
+            .with_clock(fixed_clock(NOW))
+            .layer(server.layer(app(calls)));
+        let response = stack
+            .oneshot(Request::get("/x").body(SignedBody::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = String::from_utf8(
+            response
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
+        assert_eq!(body, format!("{}:0", credentials.api_key()));
+    }
+}
+
+#[tokio::test]
+async fn round_trip_for_every_body_size_and_chunking() {
+    let server = verifier();
+    let client = RampnowAuthLayer::new(credentials()).with_clock(fixed_clock(NOW));
+    for size in [0usize, 200, 1024 * 1024] {
+        let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let stack = client.clone().layer(server.layer(app(calls.clone())));
+        let response = stack
+            .oneshot(
+                Request::post("https://api.rampnow.io/api/x?q=1")
+                    .body(Full::new(Bytes::from(body)))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "size {size}");
+        assert_eq!(
+            body_text(response).await,
+            format!("{}:{size}", common::API_KEY)
+        );
+    }
+    // Streamed in chunks.
+    let (mut tx, streamed) = Channel::<Bytes>::new(2);
+    tokio::spawn(async move {
+        for i in 0..10 {
+            tx.send_data(Bytes::from(vec![i as u8; 1000]))
+                .await
+                .unwrap();
+        }
+    });
+    let calls = Arc::new(AtomicUsize::new(0));
+    let stack = client.layer(server.layer(app(calls)));
+    let response = stack
+        .oneshot(Request::post("/api/x").body(streamed).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        body_text(response).await,
+        format!("{}:10000", common::API_KEY)
+    );
+}
