@@ -40,6 +40,10 @@ pub enum ErrorKind {
     /// The request cannot be signed as it stands: its target is not a path (`*` or authority
     /// form), or its method is not in upper case.
     InvalidRequest,
+    /// A pinned origin is not of the form `scheme://host[:port]`.
+    InvalidOrigin,
+    /// Origin pinning is on and the request goes elsewhere (or has no origin to check).
+    OriginNotAllowed,
     /// The request body is larger than the configured maximum.
     BodyTooLarge,
     /// The request body failed while it was being read, or carries trailers, which the
@@ -56,6 +60,8 @@ impl ErrorKind {
             ErrorKind::InvalidHeaderNames => "invalid header names",
             ErrorKind::InsecureScheme => "insecure scheme",
             ErrorKind::InvalidRequest => "invalid request",
+            ErrorKind::InvalidOrigin => "invalid origin",
+            ErrorKind::OriginNotAllowed => "origin not allowed",
             ErrorKind::BodyTooLarge => "body too large",
             ErrorKind::Body => "body error",
             ErrorKind::Clock => "clock error",

@@ -38,8 +38,10 @@ mod credentials;
 mod error;
 mod headers;
 mod keys;
+pub mod receipt;
 pub mod sign;
 mod signer;
+pub mod sync;
 pub mod verify;
 
 pub use body::SignedBody;
@@ -48,6 +50,13 @@ pub use credentials::{Credentials, API_KEY_ENV, API_SECRET_ENV};
 pub use error::{Error, ErrorKind};
 pub use headers::HeaderNames;
 pub use keys::KeyStore;
-pub use sign::{RampnowAuth, RampnowAuthLayer, DEFAULT_MAX_BODY_SIZE};
+pub use receipt::SigningReceipt;
+pub use sign::{CredentialsHandle, RampnowAuth, RampnowAuthLayer, DEFAULT_MAX_BODY_SIZE};
 pub use signer::{Signature, Signer, SIGNATURE_HEX_LEN, SIGNATURE_LEN};
+pub use sync::ServerTime;
 pub use verify::{RampnowVerify, RampnowVerifyLayer};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

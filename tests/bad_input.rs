@@ -575,13 +575,13 @@ async fn layer_table() {
         let counted = calls.clone();
         let inner = service_fn(move |_req: Request<SignedBody>| {
             counted.fetch_add(1, Ordering::SeqCst);
-            async { Ok::<_, Infallible>(()) }
+            async { Ok::<_, Infallible>(Response::new(())) }
         });
         let result = (case.layer)().layer(inner).oneshot((case.request)()).await;
         match (case.expect, result) {
-            (None, Ok(())) => assert_eq!(calls.load(Ordering::SeqCst), 1, "{}", case.name),
+            (None, Ok(_)) => assert_eq!(calls.load(Ordering::SeqCst), 1, "{}", case.name),
             (None, Err(err)) => panic!("{}: refused: {err}", case.name),
-            (Some(kind), Ok(())) => panic!("{}: sent, expected {kind:?}", case.name),
+            (Some(kind), Ok(_)) => panic!("{}: sent, expected {kind:?}", case.name),
             (Some(kind), Err(err)) => {
                 let err = err
                     .downcast_ref::<Error>()

@@ -146,7 +146,7 @@ async fn tower_http_layers_around_the_signer() {
 async fn timeout_outside_the_layer_bounds_a_slow_inner_service() {
     let slow = service_fn(|_req: Request<SignedBody>| async {
         tokio::time::sleep(Duration::from_secs(30)).await;
-        Ok::<_, Infallible>(())
+        Ok::<_, Infallible>(http::Response::new(()))
     });
     let client = ServiceBuilder::new()
         .timeout(Duration::from_millis(50))
@@ -165,7 +165,7 @@ async fn timeout_outside_the_layer_bounds_a_stalled_body() {
     let counted = calls.clone();
     let inner = service_fn(move |_req: Request<SignedBody>| {
         counted.fetch_add(1, Ordering::SeqCst);
-        async { Ok::<_, Infallible>(()) }
+        async { Ok::<_, Infallible>(http::Response::new(())) }
     });
     let client = ServiceBuilder::new()
         .timeout(Duration::from_millis(50))
@@ -203,9 +203,9 @@ impl Clone for Strict {
 }
 
 impl Service<Request<SignedBody>> for Strict {
-    type Response = ();
+    type Response = Response<()>;
     type Error = Infallible;
-    type Future = Ready<Result<(), Infallible>>;
+    type Future = Ready<Result<Response<()>, Infallible>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.ready = true;
@@ -216,7 +216,7 @@ impl Service<Request<SignedBody>> for Strict {
         assert!(self.ready, "called without poll_ready");
         self.ready = false;
         self.calls.fetch_add(1, Ordering::SeqCst);
-        ready(Ok(()))
+        ready(Ok(Response::new(())))
     }
 }
 

@@ -34,9 +34,13 @@ where
     let counted = calls.clone();
     let inner = service_fn(move |req: Request<SignedBody>| {
         counted.fetch_add(1, Ordering::SeqCst);
-        async move { Ok::<_, Infallible>(req) }
+        async move { Ok::<_, Infallible>(http::Response::new(req)) }
     });
-    let result = layer.layer(inner).oneshot(request).await;
+    let result = layer
+        .layer(inner)
+        .oneshot(request)
+        .await
+        .map(http::Response::into_body);
     (result, calls.load(Ordering::SeqCst))
 }
 
@@ -210,7 +214,8 @@ async fn clock_before_1970_is_an_error_not_a_panic() {
 
 #[tokio::test]
 async fn inner_errors_pass_through_unchanged() {
-    let inner = service_fn(|_req: Request<SignedBody>| async { Err::<(), _>(DiskOnFire) });
+    let inner =
+        service_fn(|_req: Request<SignedBody>| async { Err::<http::Response<()>, _>(DiskOnFire) });
     let err = layer()
         .layer(inner)
         .oneshot(get("https://api.rampnow.io/x"))

@@ -165,7 +165,7 @@ async fn a_future_dropped_while_reading_the_body_leaves_the_service_usable() {
     let counted = calls.clone();
     let inner = service_fn(move |_req: Request<SignedBody>| {
         counted.fetch_add(1, Ordering::SeqCst);
-        async { Ok::<_, Infallible>(()) }
+        async { Ok::<_, Infallible>(Response::new(())) }
     });
     let mut service = RampnowAuthLayer::new(credentials()).layer(inner);
 
@@ -207,7 +207,7 @@ async fn a_future_dropped_while_the_inner_service_runs_leaves_the_service_usable
             if req.uri().path() == "/slow" {
                 waiting.notified().await;
             }
-            Ok::<_, Infallible>(req.uri().path().to_owned())
+            Ok::<_, Infallible>(Response::new(req.uri().path().to_owned()))
         }
     });
     let mut service = RampnowAuthLayer::new(credentials()).layer(inner);
@@ -230,5 +230,5 @@ async fn a_future_dropped_while_the_inner_service_runs_leaves_the_service_usable
                 .body(SignedBody::empty())
                 .unwrap(),
         );
-    assert_eq!(fast.await.unwrap(), "/fast");
+    assert_eq!(fast.await.unwrap().into_body(), "/fast");
 }

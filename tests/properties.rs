@@ -103,7 +103,10 @@ async fn sign(
     target: &str,
     body: Chunks,
 ) -> Request<SignedBody> {
-    let echo = service_fn(|req: Request<SignedBody>| async move { Ok::<_, Infallible>(req) });
+    let echo =
+        service_fn(
+            |req: Request<SignedBody>| async move { Ok::<_, Infallible>(Response::new(req)) },
+        );
     RampnowAuthLayer::new(credentials())
         .with_clock(fixed_clock(NOW))
         .header_names(names)
@@ -117,6 +120,7 @@ async fn sign(
         )
         .await
         .unwrap()
+        .into_body()
 }
 
 /// The verifier's answer to a request, and whether the inner service was reached.

@@ -33,7 +33,9 @@ async fn debug_of_every_type_holding_a_secret_hides_it() {
     let layer = RampnowAuthLayer::new(credentials.clone())
         .with_clock(|| UNIX_EPOCH + Duration::from_secs(1_764_288_000));
     assert_clean("RampnowAuthLayer", &format!("{layer:?} {layer:#?}"));
-    let inner = service_fn(|req: Request<SignedBody>| async move { Ok::<_, Infallible>(req) });
+    let inner = service_fn(|req: Request<SignedBody>| async move {
+        Ok::<_, Infallible>(http::Response::new(req))
+    });
     let mut service: RampnowAuth<_> = layer.layer(inner);
     assert_clean("RampnowAuth", &format!("{service:?}"));
     assert_clean(
@@ -50,7 +52,7 @@ async fn debug_of_every_type_holding_a_secret_hides_it() {
             .unwrap(),
     );
     assert_clean("ResponseFuture", &format!("{future:?}"));
-    let sent = future.await.unwrap();
+    let sent = future.await.unwrap().into_body();
     // The signed request's headers are marked sensitive, so http's Debug redacts them.
     let debug = format!("{:?}", sent.headers());
     assert_clean("signed headers", &debug);

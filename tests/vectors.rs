@@ -39,13 +39,20 @@ async fn layer_reproduces_every_vector_from_the_uri_a_client_uses() {
     for v in vectors() {
         let credentials = Credentials::new(v.api_key.as_str(), v.secret.as_str()).unwrap();
         let layer = RampnowAuthLayer::new(credentials).with_clock(fixed_clock(v.timestamp));
-        let inner = service_fn(|req: Request<SignedBody>| async move { Ok::<_, Infallible>(req) });
+        let inner = service_fn(|req: Request<SignedBody>| async move {
+            Ok::<_, Infallible>(http::Response::new(req))
+        });
         let request = Request::builder()
             .method(v.method.as_str())
             .uri(v.uri.as_str())
             .body(SignedBody::from(v.body.clone()))
             .unwrap();
-        let sent = layer.layer(inner).oneshot(request).await.unwrap();
+        let sent = layer
+            .layer(inner)
+            .oneshot(request)
+            .await
+            .unwrap()
+            .into_body();
         let headers = sent.headers();
         assert_eq!(headers["rn-api-key"], v.api_key.as_str(), "{}", v.name);
         assert_eq!(

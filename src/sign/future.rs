@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::request::Parts;
-use http::Request;
+use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tower::{BoxError, Service};
 
-use super::Config;
+use super::{Config, Sent};
 use crate::body::{collect, into_bytes, BodyFailure, CollectBody, SignedBody};
 use crate::error::{Error, ErrorKind};
 
@@ -26,6 +26,7 @@ pin_project! {
         #[pin]
         state: State<CollectBody<B>, S::Future>,
         pending: Option<Pending<S>>,
+        sent: Option<(Sent, Arc<Config>)>,
     }
 }
 
@@ -63,23 +64,25 @@ where
                     inner,
                     config,
                 }),
+                sent: None,
             },
             Err(error) => ResponseFuture {
                 state: State::Failed { error: Some(error) },
                 pending: None,
+                sent: None,
             },
         }
     }
 }
 
-impl<B, S> Future for ResponseFuture<B, S>
+impl<B, S, ResBody> Future for ResponseFuture<B, S>
 where
     B: Body,
     B::Error: Into<BoxError>,
-    S: Service<Request<SignedBody>>,
+    S: Service<Request<SignedBody>, Response = Response<ResBody>>,
     S::Error: Into<BoxError>,
 {
-    type Output = Result<S::Response, BoxError>;
+    type Output = Result<Response<ResBody>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -96,8 +99,9 @@ where
                         .map_err(|failure| body_error(failure, &config))
                         .and_then(|body| config.sign(parts, body));
                     match signed {
-                        Ok(request) => {
+                        Ok((request, sent)) => {
                             let future = inner.call(request);
+                            *this.sent = Some((sent, config));
                             this.state.set(State::Call { future });
                         }
                         Err(error) => {
@@ -106,7 +110,13 @@ where
                         }
                     }
                 }
-                StateProj::Call { future } => return future.poll(cx).map_err(Into::into),
+                StateProj::Call { future } => {
+                    let mut response = ready!(future.poll(cx)).map_err(Into::into)?;
+                    if let Some((sent, config)) = this.sent.take() {
+                        config.received(&mut response, sent);
+                    }
+                    return Poll::Ready(Ok(response));
+                }
                 StateProj::Failed { error } => {
                     let error = error.take().expect("future polled after completion");
                     return Poll::Ready(Err(error.into()));

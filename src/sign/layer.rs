@@ -2,10 +2,12 @@ use std::sync::Arc;
 
 use tower::Layer;
 
-use super::{Config, RampnowAuth};
+use super::{Config, CredentialsHandle, Origin, RampnowAuth};
 use crate::clock::Clock;
 use crate::credentials::Credentials;
+use crate::error::Error;
 use crate::headers::HeaderNames;
+use crate::sync::ServerTime;
 
 /// A [`Layer`] that signs every request with Rampnow credentials; builds [`RampnowAuth`].
 ///
@@ -56,6 +58,68 @@ impl RampnowAuthLayer {
     pub fn max_body_size(mut self, limit: usize) -> RampnowAuthLayer {
         Arc::make_mut(&mut self.config).max_body_size = limit;
         self
+    }
+
+    /// A handle that swaps the credentials of this layer, its clones and every service built
+    /// from them, at once and without rebuilding the stack. See [`CredentialsHandle`].
+    pub fn credentials_handle(&self) -> CredentialsHandle {
+        CredentialsHandle {
+            cell: self.config.credentials.clone(),
+        }
+    }
+
+    /// Signs only requests to these origins (`scheme://host[:port]`, such as
+    /// `https://api.rampnow.io`; the default port of the scheme may be left out). Any other
+    /// request, and a request in origin form (no scheme and host to check), is refused with
+    /// [`ErrorKind::OriginNotAllowed`](crate::ErrorKind::OriginNotAllowed) before anything is
+    /// sent, so neither a shared client nor a redirect can carry the API key to another host.
+    ///
+    /// Put redirect following (tower-http's `FollowRedirectLayer`) *outside* this layer, so
+    /// that each hop comes back through it and is checked and signed afresh.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidOrigin`](crate::ErrorKind::InvalidOrigin) for an origin that is not
+    /// `scheme://host[:port]` (a path, a missing scheme).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use rampnow_auth::{Credentials, RampnowAuthLayer};
+    ///
+    /// let layer = RampnowAuthLayer::new(Credentials::new("ak_live_3f9a1c", "pk_live_secret")?)
+    ///     .pin_origins(["https://api.rampnow.io"])?;
+    /// assert!(RampnowAuthLayer::new(Credentials::new("k", "s")?)
+    ///     .pin_origins(["api.rampnow.io/path"])
+    ///     .is_err());
+    /// # Ok::<(), rampnow_auth::Error>(())
+    /// ```
+    pub fn pin_origins<I>(mut self, origins: I) -> Result<RampnowAuthLayer, Error>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let origins = origins
+            .into_iter()
+            .map(|o| Origin::parse(o.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Arc::make_mut(&mut self.config).origins = Some(origins.into());
+        Ok(self)
+    }
+
+    /// Learns the offset between the local clock and the server's from the `Date` header of
+    /// responses, and signs with the corrected time. See [`ServerTime`] for how, and
+    /// [`server_time`](RampnowAuthLayer::server_time) to read the offset.
+    pub fn sync_server_time(mut self) -> RampnowAuthLayer {
+        Arc::make_mut(&mut self.config).server_time = Some(ServerTime::new());
+        self
+    }
+
+    /// The server-time state, shared by every service built from this layer, when
+    /// [`sync_server_time`](RampnowAuthLayer::sync_server_time) is on.
+    #[must_use]
+    pub fn server_time(&self) -> Option<ServerTime> {
+        self.config.server_time.clone()
     }
 
     /// Whether `http://` URIs may be signed (default `false`, which refuses them with

@@ -44,12 +44,12 @@
 //!     )
 //!     .service(service_fn(|req: Request<SignedBody>| async move {
 //!         // A real client (hyper, ...) goes here; this one returns the headers it got.
-//!         Ok::<_, std::convert::Infallible>(req.headers().clone())
+//!         Ok::<_, std::convert::Infallible>(http::Response::new(req.headers().clone()))
 //!     }));
 //!
 //! let request = Request::post("https://api.rampnow.io/api/partner/v1/ext/ramp_order/quote?srcCurrency=USD&dstCurrency=BTC")
 //!     .body(SignedBody::from(r#"{"dummy": "value"}"#))?;
-//! let headers = client.oneshot(request).await?;
+//! let headers = client.oneshot(request).await?.into_body();
 //! assert_eq!(headers["rn-api-key"], "ak_live_3f9a1c");
 //! assert_eq!(headers["rn-access-timestamp"], "1727759033");
 //! assert_eq!(
@@ -73,41 +73,165 @@ pub use service::RampnowAuth;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::SystemTime;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::request::Parts;
-use http::uri::{PathAndQuery, Scheme, Uri};
-use http::{HeaderValue, Request};
+use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use http::{HeaderValue, Request, Response, StatusCode};
 
 use crate::body::SignedBody;
 use crate::clock::{unix_seconds, Clock, SystemClock};
 use crate::credentials::Credentials;
 use crate::error::{Error, ErrorKind};
 use crate::headers::HeaderNames;
-use crate::signer::Signer;
+use crate::receipt::Seed;
+use crate::signer::sign_parts;
+use crate::sync::ServerTime;
 
 /// The default [`max_body_size`](RampnowAuthLayer::max_body_size): 10 MiB.
 pub const DEFAULT_MAX_BODY_SIZE: usize = 10 * 1024 * 1024;
 
+/// Swaps the credentials of a layer, and of every service built from it, at once.
+///
+/// Got from [`RampnowAuthLayer::credentials_handle`]. A rotation takes effect from the next
+/// request that starts signing; a request signs with one snapshot of the credentials (its API
+/// key header and its signature always match). Reading the credentials on the signing path
+/// takes no lock.
+///
+/// # Example
+///
+/// ```
+/// use rampnow_auth::{Credentials, RampnowAuthLayer};
+///
+/// let layer = RampnowAuthLayer::new(Credentials::new("ak_live_old", "pk_live_old")?);
+/// let handle = layer.credentials_handle();
+/// handle.rotate(Credentials::new("ak_live_new", "pk_live_new")?);
+/// assert_eq!(handle.current().api_key(), "ak_live_new");
+/// # Ok::<(), rampnow_auth::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct CredentialsHandle {
+    cell: Arc<ArcSwap<Credentials>>,
+}
+
+impl CredentialsHandle {
+    /// Replaces the credentials for every clone of the layer and every service built from it.
+    pub fn rotate(&self, credentials: Credentials) {
+        self.cell.store(Arc::new(credentials));
+    }
+
+    /// The credentials signing now.
+    #[must_use]
+    pub fn current(&self) -> Credentials {
+        Credentials::clone(&self.cell.load())
+    }
+}
+
+impl fmt::Debug for CredentialsHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialsHandle")
+            .field("current", &*self.cell.load())
+            .finish()
+    }
+}
+
+/// One origin a pinned layer may send credentials to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Origin {
+    scheme: Scheme,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    pub(crate) fn parse(text: &str) -> Result<Origin, Error> {
+        let invalid = || {
+            Error::new(
+                ErrorKind::InvalidOrigin,
+                format!(
+                    "{text:?} is not an origin; write it as scheme://host[:port], such as \
+                     https://api.rampnow.io"
+                ),
+            )
+        };
+        let uri: Uri = text.parse().map_err(|_| invalid())?;
+        let has_path = uri
+            .path_and_query()
+            .is_some_and(|pq| pq.as_str() != "/" && !pq.as_str().is_empty());
+        match (uri.scheme(), uri.authority()) {
+            (Some(scheme), Some(authority)) if !has_path => {
+                Origin::of(scheme, authority).ok_or_else(invalid)
+            }
+            _ => Err(invalid()),
+        }
+    }
+
+    fn of(scheme: &Scheme, authority: &Authority) -> Option<Origin> {
+        let port = match authority.port_u16() {
+            Some(port) => port,
+            None if *scheme == Scheme::HTTPS => 443,
+            None if *scheme == Scheme::HTTP => 80,
+            None => return None,
+        };
+        Some(Origin {
+            scheme: scheme.clone(),
+            host: authority.host().to_ascii_lowercase(),
+            port,
+        })
+    }
+
+    fn matches(&self, uri: &Uri) -> bool {
+        match (uri.scheme(), uri.authority()) {
+            (Some(scheme), Some(authority)) => {
+                let port = authority.port_u16().or(if *scheme == Scheme::HTTPS {
+                    Some(443)
+                } else if *scheme == Scheme::HTTP {
+                    Some(80)
+                } else {
+                    None
+                });
+                *scheme == self.scheme
+                    && port == Some(self.port)
+                    && authority.host().eq_ignore_ascii_case(&self.host)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Configuration shared by a layer and every service it builds.
 #[derive(Clone)]
 pub(crate) struct Config {
-    pub(crate) signer: Signer,
+    pub(crate) credentials: Arc<ArcSwap<Credentials>>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) names: HeaderNames,
     pub(crate) max_body_size: usize,
     pub(crate) allow_http: bool,
+    pub(crate) origins: Option<Arc<[Origin]>>,
+    pub(crate) server_time: Option<ServerTime>,
+}
+
+/// What is kept of a signed request until its response arrives.
+#[derive(Debug)]
+pub(crate) struct Sent {
+    /// The local clock when the request was signed, for server-time sync.
+    pub(crate) at: SystemTime,
+    pub(crate) seed: Seed,
 }
 
 impl Config {
     pub(crate) fn new(credentials: Credentials) -> Config {
         Config {
-            signer: Signer::new(&credentials),
+            credentials: Arc::new(ArcSwap::from_pointee(credentials)),
             clock: Arc::new(SystemClock),
             names: HeaderNames::RN,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             allow_http: false,
+            origins: None,
+            server_time: None,
         }
     }
 
@@ -115,6 +239,9 @@ impl Config {
     /// form it will go on the wire (starting with `/`), so that what is signed is what is sent.
     pub(crate) fn prepare(&self, parts: &mut Parts, body_lower_bound: u64) -> Result<(), Error> {
         check_scheme(&parts.uri, self.allow_http)?;
+        if let Some(origins) = &self.origins {
+            check_origin(&parts.uri, origins)?;
+        }
         normalize_target(&mut parts.uri)?;
         let method = parts.method.as_str();
         if method.bytes().any(|b| b.is_ascii_lowercase()) {
@@ -133,19 +260,46 @@ impl Config {
     }
 
     /// Signs the request whose body has been read, and builds the request to send.
-    pub(crate) fn sign(&self, mut parts: Parts, body: Bytes) -> Result<Request<SignedBody>, Error> {
-        let timestamp = HeaderValue::from(unix_seconds(self.clock.now())?);
+    pub(crate) fn sign(
+        &self,
+        mut parts: Parts,
+        body: Bytes,
+    ) -> Result<(Request<SignedBody>, Sent), Error> {
+        let at = self.clock.now();
+        let now = match &self.server_time {
+            Some(server_time) => server_time.correct(at),
+            None => at,
+        };
+        let timestamp_secs = unix_seconds(now)?;
+        let timestamp = HeaderValue::from(timestamp_secs);
         let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
-        let signature = self.signer.sign_parts(
+        // One snapshot: the key header and the signature come from the same credentials.
+        let credentials = self.credentials.load();
+        let signature = sign_parts(
+            &credentials,
             timestamp.as_bytes(),
             parts.method.as_str().as_bytes(),
             target.as_bytes(),
             &body,
         );
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            target: "rampnow_auth",
+            timestamp = timestamp_secs,
+            method = %parts.method,
+            path_and_query = target,
+            body_len = body.len(),
+            body_sha256 = %crate::receipt::BodySha256(&body),
+            api_key_header = %self.names.api_key(),
+            timestamp_header = %self.names.timestamp(),
+            signature_header = %self.names.signature(),
+            signature = %crate::receipt::SignaturePrefix(&signature),
+            "signed a Rampnow request"
+        );
         let headers = &mut parts.headers;
         headers.insert(
             self.names.api_key().clone(),
-            self.signer.credentials().header_value().clone(),
+            credentials.header_value().clone(),
         );
         headers.insert(self.names.timestamp().clone(), timestamp);
         headers.insert(self.names.signature().clone(), signature.to_header_value());
@@ -153,7 +307,28 @@ impl Config {
             // A stale length would make the transport send something other than what was signed.
             headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
         }
-        Ok(Request::from_parts(parts, SignedBody::from(body)))
+        let sent = Sent {
+            at,
+            seed: Seed {
+                timestamp: timestamp_secs,
+                method: parts.method.clone(),
+                uri: parts.uri.clone(),
+                body: body.clone(),
+                signature,
+            },
+        };
+        Ok((Request::from_parts(parts, SignedBody::from(body)), sent))
+    }
+
+    /// Learns from the response (server-time sync) and explains a 401 (receipt).
+    pub(crate) fn received<B>(&self, response: &mut Response<B>, sent: Sent) {
+        if let Some(server_time) = &self.server_time {
+            server_time.observe(response.headers(), sent.at, self.clock.now());
+        }
+        if response.status() == StatusCode::UNAUTHORIZED {
+            let receipt = sent.seed.into_receipt(&self.names);
+            response.extensions_mut().insert(receipt);
+        }
     }
 
     pub(crate) fn body_too_large(&self) -> Error {
@@ -172,12 +347,36 @@ impl Config {
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("credentials", self.signer.credentials())
+            .field("credentials", &*self.credentials.load())
             .field("header_names", &self.names)
             .field("max_body_size", &self.max_body_size)
             .field("allow_http", &self.allow_http)
+            .field("origins", &self.origins)
+            .field("server_time", &self.server_time)
             .finish_non_exhaustive()
     }
+}
+
+fn check_origin(uri: &Uri, origins: &[Origin]) -> Result<(), Error> {
+    if uri.scheme().is_none() || uri.authority().is_none() {
+        return Err(Error::new(
+            ErrorKind::OriginNotAllowed,
+            "origin pinning is on, and this request has no scheme and host to check, so it was \
+             not signed; use an absolute URI such as https://api.rampnow.io/api/partner/v1/...",
+        ));
+    }
+    if origins.iter().any(|o| o.matches(uri)) {
+        return Ok(());
+    }
+    let host = uri.authority().map_or("", Authority::as_str);
+    Err(Error::new(
+        ErrorKind::OriginNotAllowed,
+        format!(
+            "refusing to sign a request to {host}, which is not a pinned origin, so the API key \
+             is not sent there; if a redirect led here, follow it only to the pinned origins, or \
+             add this origin with `pin_origins`"
+        ),
+    ))
 }
 
 fn check_scheme(uri: &Uri, allow_http: bool) -> Result<(), Error> {

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::Request;
+use http::{Request, Response};
 use http_body::Body;
 use tower::{BoxError, Service};
 
@@ -50,9 +50,9 @@ impl<S> RampnowAuth<S> {
     }
 }
 
-impl<S, B> Service<Request<B>> for RampnowAuth<S>
+impl<S, B, ResBody> Service<Request<B>> for RampnowAuth<S>
 where
-    S: Service<Request<SignedBody>> + Clone,
+    S: Service<Request<SignedBody>, Response = Response<ResBody>> + Clone,
     S::Error: Into<BoxError>,
     B: Body,
     B::Error: Into<BoxError>,
