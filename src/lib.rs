@@ -20,17 +20,57 @@
 //! and [`RampnowVerifyLayer`] is the server side: it checks signatures exactly as Rampnow does,
 //! for sandboxes and tests (see [`verify`]).
 //!
-//! See [`sign`] for what the middleware does to each request and where it goes in a stack.
+//! # Where the layer goes in a stack
+//!
+//! A `ServiceBuilder` lists layers from the outside in. What the signature covers — method,
+//! request target, body bytes — must not change between the signing layer and the wire, and
+//! every attempt must be signed when it is sent:
+//!
+//! | layer | where | why |
+//! |---|---|---|
+//! | timeout | outside | bounds the whole call, retries included; a stalled body times out before anything is sent |
+//! | retry | outside | each attempt passes through the signer again: a fresh timestamp, a fresh signature, headers replaced not duplicated |
+//! | redirect following (`FollowRedirectLayer`) | outside | each hop is checked again (with [`pin_origins`](RampnowAuthLayer::pin_origins), a redirect to another host is refused, not signed) |
+//! | request compression, body rewriting | outside, or not at all | the signature covers the bytes the signer sees; anything that changes them afterwards breaks it |
+//! | response decompression | either side | responses are not signed |
+//! | header-only layers (user agent, tracing) | either side | headers other than the three auth headers are not signed |
+//! | the transport (hyper-util `Client`, ...) | innermost | sends the [`SignedBody`] it is given, with `Content-Length` |
+//!
+//! ```
+//! use std::time::Duration;
+//! use rampnow_auth::{Credentials, RampnowAuthLayer, SignedBody};
+//! use tower::ServiceBuilder;
+//! use tower_http::follow_redirect::FollowRedirectLayer;
+//!
+//! # fn build<C>(transport: C) -> Result<(), rampnow_auth::Error>
+//! # where C: tower::Service<http::Request<SignedBody>, Response = http::Response<String>> + Clone {
+//! # let credentials = Credentials::new("ak_live_3f9a1c", "pk_live_secret")?;
+//! let client = ServiceBuilder::new()
+//!     .timeout(Duration::from_secs(10))
+//!     .layer(FollowRedirectLayer::new())
+//!     .layer(
+//!         RampnowAuthLayer::new(credentials)
+//!             .pin_origins(["https://api.rampnow.io"])?
+//!             .sync_server_time(),
+//!     )
+//!     .service(transport);
+//! # let _ = client; Ok(()) }
+//! ```
+//!
+//! # What else is here
+//!
+//! - [`sign`]: what the middleware does to each request, step by step.
+//! - [`sync`]: learning the server's clock from `Date` headers ([`RampnowAuthLayer::sync_server_time`]).
+//! - [`CredentialsHandle`]: rotating credentials without rebuilding the stack.
+//! - [`receipt`]: what was signed, attached to `401` responses for debugging.
+//! - [`verify`]: the server side, with a [`KeyStore`] of keys and opt-in replay protection.
+//! - The `tracing` feature: one `debug` event per signed request (never the secret or the body).
 //!
 //! [tower]: https://docs.rs/tower
 
 #![forbid(unsafe_code)]
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    rust_2018_idioms,
-    unreachable_pub
-)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
 mod body;
 mod clock;

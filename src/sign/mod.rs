@@ -13,7 +13,7 @@
 //!    the body bytes;
 //! 5. sets the three headers, replacing any value already there (never duplicating it), with
 //!    the API key and the signature marked sensitive;
-//! 6. calls the inner service with the body as a [`SignedBody`](crate::SignedBody) of exactly
+//! 6. calls the inner service with the body as a [`SignedBody`] of exactly
 //!    the signed bytes.
 //!
 //! Errors the middleware raises itself are [`crate::Error`]s inside a [`tower::BoxError`];

@@ -7,7 +7,7 @@
 //!   [`HeaderNames::RN`] and [`HeaderNames::X_RAMPNOW`] are accepted by default, since an
 //!   account may be on either version of the docs; [`header_names`](RampnowVerifyLayer::header_names)
 //!   narrows it to one set);
-//! - a known API key ([`KeyStore`](crate::KeyStore));
+//! - a known API key ([`KeyStore`]);
 //! - a timestamp of plain ASCII digits (at most 20), within the tolerance of the server's clock
 //!   (60 s either way by default);
 //! - a signature of exactly 64 hex digits in either case, equal, compared in constant time,
