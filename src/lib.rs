@@ -22,9 +22,14 @@
 //!
 //! See [`sign`] for what the middleware does to each request and where it goes in a stack.
 //!
+//! With the `sandbox` feature, [`sandbox::Sandbox`] runs a local HTTPS server that verifies
+//! signatures with [`RampnowVerifyLayer`] and answers quotes shaped like Rampnow's, to try a
+//! client without a Rampnow account (`cargo run --example quickstart` shows one).
+//!
 //! [tower]: https://docs.rs/tower
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -38,6 +43,9 @@ mod credentials;
 mod error;
 mod headers;
 mod keys;
+#[cfg(feature = "sandbox")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
+pub mod sandbox;
 pub mod sign;
 mod signer;
 pub mod verify;
