@@ -22,7 +22,7 @@
 //!
 //! See [`sign`] for what the middleware does to each request and where it goes in a stack.
 //!
-//! With the `sandbox` feature, [`sandbox::Sandbox`] runs a local HTTPS server that verifies
+//! With the `sandbox` feature, `sandbox::Sandbox` runs a local HTTPS server that verifies
 //! signatures with [`RampnowVerifyLayer`] and answers quotes shaped like Rampnow's, to try a
 //! client without a Rampnow account (`cargo run --example quickstart` shows one).
 //!
