@@ -20,10 +20,15 @@
 //!   method on the quote path: `405`; any other path: `404`, in the same JSON shape. A `404` or
 //!   `400` means the signature *was* verified.
 //!
-//! By default the sandbox uses the documented, public [`SANDBOX_API_KEY`] and
-//! [`SANDBOX_API_SECRET`], its system clock, and refuses replayed signatures (remembering the
-//! last [`DEFAULT_REPLAY_CAPACITY`]). It writes one line per request to stderr (turn it off with
-//! [`quiet`](SandboxBuilder::quiet)) and keeps them for [`Sandbox::log`].
+//! By default the sandbox accepts the documented, public [`SANDBOX_API_KEY`] and
+//! [`SANDBOX_API_SECRET`] under either header set ([`HeaderNames::RN`](crate::HeaderNames::RN)
+//! or [`HeaderNames::X_RAMPNOW`](crate::HeaderNames::X_RAMPNOW)), uses the system clock with
+//! Rampnow's 60 s tolerance, and refuses replayed signatures (remembering the last
+//! [`DEFAULT_REPLAY_CAPACITY`]). Timestamps are whole seconds, so two identical requests signed
+//! in the same second carry the same signature and the second is refused as `replayed`; vary
+//! the request, or [`accept_replays`](SandboxBuilder::accept_replays). It writes one line per
+//! request to stderr (turn it off with [`quiet`](SandboxBuilder::quiet)) and keeps them for
+//! [`Sandbox::log`].
 //!
 //! # Example
 //!
@@ -680,5 +685,18 @@ mod tests {
         assert_eq!(clock(300).now(), base + Duration::from_secs(300));
         assert_eq!(clock(-300).now(), base - Duration::from_secs(300));
         assert_eq!(clock(0).now(), base);
+    }
+
+    #[test]
+    fn starting_outside_a_tokio_runtime_is_an_error_not_a_panic() {
+        let start = std::pin::pin!(Sandbox::builder().quiet(true).start());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let std::task::Poll::Ready(Err(error)) = std::future::Future::poll(start, &mut cx) else {
+            panic!("expected an immediate error");
+        };
+        assert!(
+            error.to_string().contains("within a Tokio runtime"),
+            "{error}"
+        );
     }
 }
