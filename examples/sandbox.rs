@@ -183,15 +183,19 @@ fn print_banner(sandbox: &Sandbox, public_pair: bool, cert: &str, clock_skew: i6
     println!("  API secret  {secret_line}");
     println!("  CA cert     {cert}   (new on every start: trust this file in your client)");
     if clock_skew != 0 {
-        let direction = if clock_skew > 0 { "ahead" } else { "behind" };
+        let direction = if clock_skew > 0 { "ahead of" } else { "behind" };
         println!(
-            "  clock       {} s {direction} of this machine's",
+            "  clock       {} s {direction} this machine's clock",
             clock_skew.unsigned_abs()
         );
     }
     println!("  replays     refused (sign every request afresh)");
     println!();
-    println!("Try it from a shell (openssl signs, curl sends):");
+    if public_pair {
+        println!("Try it from a shell (openssl signs, curl sends):");
+    } else {
+        println!("Try it from a shell (openssl signs, curl sends; {API_SECRET_ENV} must hold the secret):");
+    }
     println!("  target='{QUOTE_PATH}?srcCurrency=USD&dstCurrency=BTC&srcAmount=100'");
     println!("  ts=$(date +%s)");
     println!(
