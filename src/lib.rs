@@ -66,9 +66,14 @@
 //! - [`verify`]: the server side, with a [`KeyStore`] of keys and opt-in replay protection.
 //! - The `tracing` feature: one `debug` event per signed request (never the secret or the body).
 //!
+//! With the `sandbox` feature, `sandbox::Sandbox` runs a local HTTPS server that verifies
+//! signatures with [`RampnowVerifyLayer`] and answers quotes shaped like Rampnow's, to try a
+//! client without a Rampnow account (`cargo run --example quickstart` shows one).
+//!
 //! [tower]: https://docs.rs/tower
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
@@ -79,6 +84,9 @@ mod error;
 mod headers;
 mod keys;
 pub mod receipt;
+#[cfg(feature = "sandbox")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
+pub mod sandbox;
 pub mod sign;
 mod signer;
 pub mod sync;

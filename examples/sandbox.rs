@@ -1,0 +1,212 @@
+//! Runs a local Rampnow sandbox until Ctrl-C: an HTTPS server that verifies Rampnow signatures
+//! and answers `GET`/`POST /api/partner/v1/ext/ramp_order/quote`, to point any client at.
+//!
+//! ```text
+//! cargo run --example sandbox
+//! cargo run --example sandbox -- --addr 127.0.0.1:9443 --cert-out ca.pem --clock-skew 300
+//! ```
+//!
+//! Credentials: `--api-key` and `--api-secret`, else `RAMPNOW_API_KEY` and `RAMPNOW_API_SECRET`,
+//! else the documented sandbox pair (public, printed). A secret given on the command line is
+//! visible to other users of the machine (`ps`); prefer the environment for a real one.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use rampnow_auth::sandbox::{Sandbox, QUOTE_PATH, SANDBOX_API_SECRET};
+use rampnow_auth::{Credentials, API_KEY_ENV, API_SECRET_ENV};
+
+const USAGE: &str = "\
+usage: cargo run --example sandbox -- [options]
+
+  --addr ADDR         listen on ADDR (default 127.0.0.1:8443; port 0 picks a free one)
+  --api-key KEY       accept this API key (default: $RAMPNOW_API_KEY, else the sandbox key)
+  --api-secret SECRET with this secret (default: $RAMPNOW_API_SECRET, else the sandbox secret)
+  --cert-out PATH     write the sandbox's CA certificate (PEM) there
+                      (default: rampnow-sandbox-ca.pem in the temporary directory)
+  --clock-skew SECS   run the sandbox's clock SECS seconds ahead (negative: behind)
+  --help              show this";
+
+struct Args {
+    addr: SocketAddr,
+    api_key: Option<String>,
+    api_secret: Option<String>,
+    cert_out: PathBuf,
+    clock_skew: i64,
+}
+
+fn parse_args() -> Result<Option<Args>, String> {
+    let mut args = Args {
+        addr: SocketAddr::from(([127, 0, 0, 1], 8443)),
+        api_key: None,
+        api_secret: None,
+        cert_out: std::env::temp_dir().join("rampnow-sandbox-ca.pem"),
+        clock_skew: 0,
+    };
+    let mut argv = std::env::args().skip(1);
+    while let Some(arg) = argv.next() {
+        // Both `--flag value` and `--flag=value`.
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_owned(), Some(value.to_owned()))
+            }
+            _ => (arg.clone(), None),
+        };
+        if flag == "--help" || flag == "-h" {
+            return Ok(None);
+        }
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| argv.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--addr" => {
+                let text = value()?;
+                args.addr = text.parse().map_err(|_| {
+                    format!(
+                        "--addr {text:?} is not an address; give IP:PORT, such as 127.0.0.1:8443"
+                    )
+                })?;
+            }
+            "--api-key" => args.api_key = Some(value()?),
+            "--api-secret" => args.api_secret = Some(value()?),
+            "--cert-out" => args.cert_out = PathBuf::from(value()?),
+            "--clock-skew" => {
+                let text = value()?;
+                args.clock_skew = text.parse().map_err(|_| {
+                    format!("--clock-skew {text:?} is not a number of seconds, such as 300 or -90")
+                })?;
+            }
+            _ => return Err(format!("unknown option {arg:?}")),
+        }
+    }
+    Ok(Some(args))
+}
+
+/// The credentials to accept, and whether they are the public sandbox pair.
+fn credentials(args: &mut Args) -> Result<(Credentials, bool), String> {
+    let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let key = args.api_key.take().or_else(|| from_env(API_KEY_ENV));
+    let secret = args.api_secret.take().or_else(|| from_env(API_SECRET_ENV));
+    match (key, secret) {
+        (None, None) => Ok((rampnow_auth::sandbox::sandbox_credentials(), true)),
+        (Some(key), Some(secret)) => Credentials::new(key, secret)
+            .map(|c| (c, false))
+            .map_err(|e| e.to_string()),
+        (Some(_), None) => Err(format!(
+            "an API key was given but no secret: pass --api-secret or set {API_SECRET_ENV} too"
+        )),
+        (None, Some(_)) => Err(format!(
+            "an API secret was given but no key: pass --api-key or set {API_KEY_ENV} too"
+        )),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let mut args = match parse_args() {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            // Not `println!`, which panics when the reader has gone (`--help | head`).
+            let _ = writeln!(std::io::stdout(), "{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("sandbox: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let (credentials, public_pair) = match credentials(&mut args) {
+        Ok(found) => found,
+        Err(message) => {
+            eprintln!("sandbox: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let sandbox = match Sandbox::builder()
+        .addr(args.addr)
+        .credentials(credentials)
+        .clock_skew_secs(args.clock_skew)
+        .start()
+        .await
+    {
+        Ok(sandbox) => sandbox,
+        Err(error) => {
+            eprintln!("sandbox: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(error) = std::fs::write(&args.cert_out, sandbox.ca_cert_pem()) {
+        eprintln!(
+            "sandbox: could not write the CA certificate to {}: {error}; choose another path \
+             with --cert-out",
+            args.cert_out.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let cert = std::path::absolute(&args.cert_out).unwrap_or(args.cert_out.clone());
+    print_banner(
+        &sandbox,
+        public_pair,
+        &cert.display().to_string(),
+        args.clock_skew,
+    );
+
+    if let Err(error) = tokio::signal::ctrl_c().await {
+        eprintln!("sandbox: cannot wait for Ctrl-C ({error}); stopping");
+    }
+    sandbox.shutdown().await;
+    println!("\nsandbox stopped");
+    ExitCode::SUCCESS
+}
+
+fn print_banner(sandbox: &Sandbox, public_pair: bool, cert: &str, clock_skew: i64) {
+    let url = sandbox.url();
+    let key = sandbox.credentials().api_key();
+    let (secret_line, secret_arg) = if public_pair {
+        (
+            format!("{SANDBOX_API_SECRET}   (the documented sandbox secret: public, sandbox only)"),
+            format!("'{SANDBOX_API_SECRET}'"),
+        )
+    } else {
+        (
+            "(yours, not printed)".to_owned(),
+            format!("\"${API_SECRET_ENV}\""),
+        )
+    };
+    println!("Rampnow sandbox listening on {url}");
+    println!("  API key     {key}");
+    println!("  API secret  {secret_line}");
+    println!("  CA cert     {cert}   (new on every start: trust this file in your client)");
+    if clock_skew != 0 {
+        let direction = if clock_skew > 0 { "ahead of" } else { "behind" };
+        println!(
+            "  clock       {} s {direction} this machine's clock",
+            clock_skew.unsigned_abs()
+        );
+    }
+    println!("  replays     refused (sign every request afresh)");
+    println!();
+    if public_pair {
+        println!("Try it from a shell (openssl signs, curl sends):");
+    } else {
+        println!("Try it from a shell (openssl signs, curl sends; {API_SECRET_ENV} must hold the secret):");
+    }
+    println!("  target='{QUOTE_PATH}?srcCurrency=USD&dstCurrency=BTC&srcAmount=100'");
+    println!("  ts=$(date +%s)");
+    println!(
+        "  sig=$(printf '%s' \"${{ts}}GET${{target}}\" | openssl dgst -sha256 -hmac {secret_arg} | sed 's/^.* //')"
+    );
+    println!(
+        "  curl --cacert '{cert}' -H 'RN-API-KEY: {key}' -H \"RN-ACCESS-TIMESTAMP: $ts\" -H \"RN-ACCESS-SIGN: $sig\" \"{url}$target\""
+    );
+    println!();
+    println!("Or from Rust: sign with RampnowAuthLayer and these credentials, send to {url},");
+    println!("trusting {cert} (see examples/quickstart.rs).");
+    println!();
+    println!("Requests are logged below. Ctrl-C stops the sandbox.");
+}

@@ -1,0 +1,702 @@
+//! A local Rampnow sandbox: an HTTPS server on your machine that checks signatures as Rampnow
+//! does and answers quotes shaped like Rampnow's.
+//!
+//! [`Sandbox`] (feature `sandbox`) serves HTTPS with a certificate it makes when it starts, and
+//! puts [`RampnowVerifyLayer`] in front of every request: a request reaches the routes only if
+//! its signature verifies, and a refused one gets the verifier's JSON answer
+//! (`{"error": "signature_mismatch", "reason": "..."}`, status 401). Use it to try a client
+//! without a Rampnow account, in tests, and in examples (`cargo run --example sandbox` runs one
+//! on `127.0.0.1:8443`).
+//!
+//! What it serves, behind the verifier:
+//!
+//! - `GET` [`QUOTE_PATH`]`?srcCurrency=USD&dstCurrency=BTC&srcAmount=100` and `POST`
+//!   [`QUOTE_PATH`] with a JSON body `{"srcCurrency": "EUR", "dstCurrency": "ETH", "srcAmount":
+//!   "100.0"}` (other fields are ignored): `200` with a quote computed from made-up fixed prices
+//!   and a 1 % fee, the same answer for the same input every time (see [`Sandbox`] for the
+//!   fields and the supported currencies). These are *not* Rampnow's prices, nor exactly
+//!   Rampnow's response shape: only the authentication is Rampnow's.
+//! - A missing or invalid parameter: `400` with `{"error": "...", "reason": "..."}`; another
+//!   method on the quote path: `405`; any other path: `404`, in the same JSON shape. A `404` or
+//!   `400` means the signature *was* verified.
+//!
+//! By default the sandbox accepts the documented, public [`SANDBOX_API_KEY`] and
+//! [`SANDBOX_API_SECRET`] under either header set ([`HeaderNames::RN`](crate::HeaderNames::RN)
+//! or [`HeaderNames::X_RAMPNOW`](crate::HeaderNames::X_RAMPNOW)), uses the system clock with
+//! Rampnow's 60 s tolerance, and refuses replayed signatures (remembering the last
+//! [`DEFAULT_REPLAY_CAPACITY`]). Timestamps are whole seconds, so two identical requests signed
+//! in the same second carry the same signature and the second is refused as `replayed`; vary
+//! the request, or [`accept_replays`](SandboxBuilder::accept_replays). It writes one line per
+//! request to stderr (turn it off with [`quiet`](SandboxBuilder::quiet)) and keeps them for
+//! [`Sandbox::log`].
+//!
+//! # Example
+//!
+//! ```
+//! use http::{Request, StatusCode};
+//! use http_body_util::BodyExt;
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//! use rampnow_auth::sandbox::{Sandbox, QUOTE_PATH};
+//! use rampnow_auth::{RampnowAuthLayer, SignedBody};
+//! use tower::{Layer, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! let sandbox = Sandbox::builder().quiet(true).start().await?;
+//!
+//! // Any client that trusts the sandbox's certificate, signing with its credentials.
+//! let https = hyper_rustls::HttpsConnectorBuilder::new()
+//!     .with_tls_config(sandbox.rustls_client_config())
+//!     .https_only()
+//!     .enable_http1()
+//!     .build();
+//! let client = RampnowAuthLayer::new(sandbox.credentials().clone())
+//!     .layer(Client::builder(TokioExecutor::new()).build::<_, SignedBody>(https));
+//!
+//! let uri = format!("{}{QUOTE_PATH}?srcCurrency=USD&dstCurrency=BTC&srcAmount=100", sandbox.url());
+//! let response = client.oneshot(Request::get(uri).body(SignedBody::empty())?).await?;
+//! assert_eq!(response.status(), StatusCode::OK);
+//! let body = response.into_body().collect().await?.to_bytes();
+//! let quote: serde_json::Value = serde_json::from_slice(&body)?;
+//! assert_eq!(quote["dstAmount"], "0.00198000"); // (100 USD - 1 % fee) at 50,000 USD/BTC
+//! assert!(sandbox.log()[0].rejection.is_none()); // the signature verified
+//! # Ok(()) }
+//! ```
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use http::{Method, Request, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
+use tower::{service_fn, Layer, ServiceExt};
+
+use crate::clock::{Clock, SystemClock};
+use crate::credentials::Credentials;
+use crate::verify::{RampnowVerifyLayer, Rejection};
+
+mod routes;
+
+/// The sandbox's default API key. Public: it only opens the sandbox.
+pub const SANDBOX_API_KEY: &str = "ak_sandbox_rampnow_auth";
+
+/// The sandbox's default API secret. Public on purpose, printed and documented: it only opens
+/// a sandbox on your own machine. Never use it anywhere else.
+pub const SANDBOX_API_SECRET: &str = "pk_sandbox_not_a_secret";
+
+/// How many signatures the sandbox remembers to refuse replays, unless told otherwise.
+pub const DEFAULT_REPLAY_CAPACITY: usize = 100_000;
+
+/// How many requests [`Sandbox::log`] keeps; older ones are forgotten first.
+pub const LOG_CAPACITY: usize = 10_000;
+
+/// The quote route: `GET` with query parameters, or `POST` with a JSON body.
+pub const QUOTE_PATH: &str = "/api/partner/v1/ext/ramp_order/quote";
+
+/// The sandbox's default credentials: [`SANDBOX_API_KEY`] and [`SANDBOX_API_SECRET`].
+///
+/// # Example
+///
+/// ```
+/// use rampnow_auth::sandbox::{sandbox_credentials, SANDBOX_API_KEY};
+///
+/// assert_eq!(sandbox_credentials().api_key(), SANDBOX_API_KEY);
+/// ```
+#[must_use]
+pub fn sandbox_credentials() -> Credentials {
+    // Both are constants that pass every check of `Credentials::new` (a unit test keeps it so).
+    Credentials::new(SANDBOX_API_KEY, SANDBOX_API_SECRET)
+        .expect("the documented sandbox credentials are valid")
+}
+
+/// Configures and starts a [`Sandbox`]; made by [`Sandbox::builder`].
+///
+/// # Example
+///
+/// ```
+/// use rampnow_auth::sandbox::Sandbox;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let sandbox = Sandbox::builder()
+///     .addr(([127, 0, 0, 1], 0).into()) // the default: a free port on loopback
+///     .clock_skew_secs(300) // the sandbox's clock runs 5 minutes ahead
+///     .reject_replays(1_000)
+///     .quiet(true)
+///     .start()
+///     .await?;
+/// assert!(sandbox.url().starts_with("https://127.0.0.1:"));
+/// # Ok(()) }
+/// ```
+#[must_use]
+pub struct SandboxBuilder {
+    addr: SocketAddr,
+    credentials: Option<Credentials>,
+    clock: Arc<dyn Clock>,
+    clock_skew_secs: i64,
+    replay_capacity: Option<usize>,
+    quiet: bool,
+}
+
+/// The largest clock skew accepted: ten years, far beyond any test's need.
+const MAX_CLOCK_SKEW_SECS: u64 = 10 * 366 * 24 * 60 * 60;
+
+impl SandboxBuilder {
+    fn new() -> SandboxBuilder {
+        SandboxBuilder {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            credentials: None,
+            clock: Arc::new(SystemClock),
+            clock_skew_secs: 0,
+            replay_capacity: Some(DEFAULT_REPLAY_CAPACITY),
+            quiet: false,
+        }
+    }
+
+    /// Listens on `addr` (default `127.0.0.1:0`: a free port on loopback, see
+    /// [`Sandbox::addr`]). An address other than loopback makes the sandbox, and its public
+    /// default credentials, reachable from other machines.
+    pub fn addr(mut self, addr: SocketAddr) -> SandboxBuilder {
+        self.addr = addr;
+        self
+    }
+
+    /// Accepts these credentials instead of [`sandbox_credentials`].
+    pub fn credentials(mut self, credentials: Credentials) -> SandboxBuilder {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Takes the sandbox's time from `clock` (a closure `Fn() -> SystemTime` or any [`Clock`])
+    /// instead of the system clock. [`clock_skew_secs`](Self::clock_skew_secs) applies on top.
+    pub fn with_clock(mut self, clock: impl Clock) -> SandboxBuilder {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Runs the sandbox's clock `secs` seconds ahead (positive) or behind (negative) its
+    /// clock, to see how a client copes with a server whose clock differs from its own: with
+    /// more than 60 s either way, requests signed with the client's clock are refused as
+    /// `stale_timestamp`. At most ten years either way ([`start`](Self::start) refuses more).
+    pub fn clock_skew_secs(mut self, secs: i64) -> SandboxBuilder {
+        self.clock_skew_secs = secs;
+        self
+    }
+
+    /// Refuses a signature seen before, remembering at most `capacity` of them (default: on,
+    /// with [`DEFAULT_REPLAY_CAPACITY`]). See
+    /// [`RampnowVerifyLayer::reject_replays`](crate::verify::RampnowVerifyLayer::reject_replays).
+    pub fn reject_replays(mut self, capacity: usize) -> SandboxBuilder {
+        self.replay_capacity = Some(capacity);
+        self
+    }
+
+    /// Accepts a signature any number of times (while its timestamp is fresh), turning off the
+    /// default replay protection.
+    pub fn accept_replays(mut self) -> SandboxBuilder {
+        self.replay_capacity = None;
+        self
+    }
+
+    /// When `true`, writes nothing to stderr (the requests are still kept for
+    /// [`Sandbox::log`]). Default `false`: one line per request.
+    pub fn quiet(mut self, quiet: bool) -> SandboxBuilder {
+        self.quiet = quiet;
+        self
+    }
+
+    /// Makes a certificate, binds the address and starts serving on the current Tokio runtime,
+    /// in the background, until the [`Sandbox`] is dropped or [shut down](Sandbox::shutdown).
+    ///
+    /// # Errors
+    ///
+    /// An [`io::Error`] saying what to do when it is not called within a Tokio runtime, when
+    /// the address cannot be bound (in use, or a privileged port), when the clock skew is more
+    /// than ten years, or (a bug) when the certificate cannot be made.
+    pub async fn start(self) -> io::Result<Sandbox> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(io::Error::other(
+                "the Rampnow sandbox must be started within a Tokio runtime (for example in \
+                 `#[tokio::main]` or `#[tokio::test]`)",
+            ));
+        }
+        if self.clock_skew_secs.unsigned_abs() > MAX_CLOCK_SKEW_SECS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a clock skew of {} s is more than ten years; give the sandbox's clock \
+                     offset in seconds, for example 300 for five minutes ahead",
+                    self.clock_skew_secs
+                ),
+            ));
+        }
+        let credentials = self.credentials.unwrap_or_else(sandbox_credentials);
+        let tls = Tls::generate().map_err(|error| {
+            io::Error::other(format!(
+                "the Rampnow sandbox could not make its TLS certificate ({error}); this is a bug \
+                 in rampnow-auth, please report it"
+            ))
+        })?;
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .map_err(|error| bind_error(self.addr, &error))?;
+        let addr = listener.local_addr()?;
+        if !self.quiet && !addr.ip().is_loopback() {
+            eprintln!(
+                "rampnow-sandbox: warning: listening on {addr}, which other machines can reach; \
+                 anyone there can use the sandbox's credentials"
+            );
+        }
+
+        let mut verify = RampnowVerifyLayer::new(credentials.clone()).with_clock(SkewedClock {
+            base: self.clock,
+            skew_secs: self.clock_skew_secs,
+        });
+        if let Some(capacity) = self.replay_capacity {
+            verify = verify.reject_replays(capacity);
+        }
+        let log = Arc::new(RequestLog {
+            quiet: self.quiet,
+            entries: Mutex::new(VecDeque::new()),
+        });
+        let task = tokio::spawn(serve(
+            listener,
+            TlsAcceptor::from(tls.server),
+            verify.clone(),
+            log.clone(),
+        ));
+        Ok(Sandbox {
+            addr,
+            ca_cert_pem: tls.ca_pem,
+            ca_cert_der: tls.ca_der,
+            client_config: tls.client,
+            credentials,
+            verify,
+            log,
+            task,
+        })
+    }
+}
+
+impl fmt::Debug for SandboxBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SandboxBuilder")
+            .field("addr", &self.addr)
+            .field("credentials", &self.credentials)
+            .field("clock_skew_secs", &self.clock_skew_secs)
+            .field("replay_capacity", &self.replay_capacity)
+            .field("quiet", &self.quiet)
+            .finish_non_exhaustive()
+    }
+}
+
+fn bind_error(addr: SocketAddr, error: &io::Error) -> io::Error {
+    let hint = match error.kind() {
+        io::ErrorKind::AddrInUse => {
+            "; another program (perhaps another sandbox) uses that port: stop it, or choose \
+             another port (port 0 picks a free one)"
+        }
+        io::ErrorKind::PermissionDenied => {
+            "; ports below 1024 need special privileges: choose a port above 1024"
+        }
+        io::ErrorKind::AddrNotAvailable => {
+            "; that address is not one of this machine's: use 127.0.0.1 to stay on this machine"
+        }
+        _ => "",
+    };
+    io::Error::new(
+        error.kind(),
+        format!("the Rampnow sandbox could not listen on {addr}: {error}{hint}"),
+    )
+}
+
+/// A running sandbox: a local HTTPS server verifying Rampnow signatures. See
+/// [the module docs](self) for what it serves.
+///
+/// It runs on the Tokio runtime it was started on, in the background, until it is dropped
+/// (which stops it at once) or [shut down](Sandbox::shutdown).
+///
+/// # Quotes
+///
+/// A quote request names `srcCurrency` and `dstCurrency` (any two different codes of `USD`,
+/// `EUR`, `GBP`, `BTC`, `ETH`, `SOL`, `USDC`, `USDT`; in any case) and `srcAmount` (plain
+/// decimal digits, as a string or a JSON number, above 0 and at most 1,000,000,000). The
+/// answer, with amounts as strings:
+///
+/// ```json
+/// {
+///   "quoteId": "sbx_quote_8f52ee1907cc7430",
+///   "srcCurrency": "USD", "dstCurrency": "BTC", "srcAmount": "100",
+///   "feeAmount": "1.00", "feeCurrency": "USD",
+///   "rate": "0.00002000", "dstAmount": "0.00198000",
+///   "sandbox": true
+/// }
+/// ```
+///
+/// Prices in US dollars, made up and fixed: BTC 50,000; ETH 2,500; SOL 100; EUR 1.10;
+/// GBP 1.25; USD, USDC and USDT 1. The fee is 1 % of `srcAmount`, `rate` is the price of
+/// `srcCurrency` in `dstCurrency`, `dstAmount` is `(srcAmount - feeAmount) × rate`, and
+/// `quoteId` is a hash of the three inputs.
+pub struct Sandbox {
+    addr: SocketAddr,
+    ca_cert_pem: String,
+    ca_cert_der: CertificateDer<'static>,
+    client_config: rustls::ClientConfig,
+    credentials: Credentials,
+    verify: RampnowVerifyLayer,
+    log: Arc<RequestLog>,
+    task: JoinHandle<()>,
+}
+
+impl Sandbox {
+    /// A builder, to set the address, credentials, clock, replay protection or quietness.
+    pub fn builder() -> SandboxBuilder {
+        SandboxBuilder::new()
+    }
+
+    /// Starts a sandbox with the defaults: a free port on `127.0.0.1`, the
+    /// [`sandbox_credentials`], the system clock, replays refused, a line per request on stderr.
+    ///
+    /// # Errors
+    ///
+    /// As [`SandboxBuilder::start`].
+    pub async fn start() -> io::Result<Sandbox> {
+        SandboxBuilder::new().start().await
+    }
+
+    /// The address the sandbox listens on, with the actual port when port 0 was asked for.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL, `https://127.0.0.1:PORT` (no trailing slash): append a path such as
+    /// [`QUOTE_PATH`].
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The certificate of the authority that signed the sandbox's server certificate, in PEM
+    /// (made when the sandbox started, valid for `127.0.0.1`, `::1` and `localhost`). Trust it
+    /// in a client to reach the sandbox, e.g. `curl --cacert ca.pem`.
+    #[must_use]
+    pub fn ca_cert_pem(&self) -> &str {
+        &self.ca_cert_pem
+    }
+
+    /// The same certificate as [`ca_cert_pem`](Self::ca_cert_pem), in DER.
+    #[must_use]
+    pub fn ca_cert_der(&self) -> &CertificateDer<'static> {
+        &self.ca_cert_der
+    }
+
+    /// A rustls client configuration (with the `ring` provider) that trusts only the sandbox's
+    /// certificate: give it to `hyper_rustls::HttpsConnectorBuilder::with_tls_config` or
+    /// `tokio_rustls::TlsConnector`.
+    #[must_use]
+    pub fn rustls_client_config(&self) -> rustls::ClientConfig {
+        self.client_config.clone()
+    }
+
+    /// The credentials the sandbox accepts.
+    #[must_use]
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// The requests served so far, oldest first (at most the last [`LOG_CAPACITY`]). A request
+    /// is logged before its response is sent, so it is here once the client has the response.
+    #[must_use]
+    pub fn log(&self) -> Vec<LogEntry> {
+        self.log.entries().iter().cloned().collect()
+    }
+
+    /// How many signatures the replay memory holds, or `None` when replays are accepted.
+    #[must_use]
+    pub fn remembered_signatures(&self) -> Option<usize> {
+        self.verify.remembered_signatures()
+    }
+
+    /// Stops the sandbox: when this returns, the port is closed. Connections still open are
+    /// dropped without an answer. Dropping the sandbox does the same without waiting.
+    pub async fn shutdown(mut self) {
+        self.task.abort();
+        // The task's only outcome now is "cancelled" (it never panics or returns on its own).
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("url", &self.url())
+            .field("credentials", &self.credentials)
+            .field("remembered_signatures", &self.remembered_signatures())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One request the sandbox served: what was asked, the answer's status, and why the verifier
+/// refused it, if it did.
+///
+/// `Display` writes the line the sandbox prints to stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogEntry {
+    /// The request method.
+    pub method: Method,
+    /// The request target as received: path and query.
+    pub target: String,
+    /// The status answered.
+    pub status: StatusCode,
+    /// Why the verifier refused the request; `None` when the signature verified (the routes
+    /// then answered, whatever the status).
+    pub rejection: Option<Rejection>,
+}
+
+impl LogEntry {
+    /// Whether the signature verified (the request reached the routes).
+    #[must_use]
+    pub fn verified(&self) -> bool {
+        self.rejection.is_none()
+    }
+}
+
+impl fmt::Display for LogEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} -> {}", self.method, self.target, self.status)?;
+        match &self.rejection {
+            Some(rejection) => write!(f, " refused: {rejection}"),
+            None => f.write_str(" (signature verified)"),
+        }
+    }
+}
+
+/// The kept requests, and whether to print them.
+struct RequestLog {
+    quiet: bool,
+    entries: Mutex<VecDeque<LogEntry>>,
+}
+
+impl RequestLog {
+    fn entries(&self) -> std::sync::MutexGuard<'_, VecDeque<LogEntry>> {
+        // Every update below completes or does nothing, so a poisoned lock is still usable.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn record(&self, entry: LogEntry) {
+        if !self.quiet {
+            eprintln!("rampnow-sandbox: {entry}");
+        }
+        let mut entries = self.entries();
+        if entries.len() >= LOG_CAPACITY {
+            entries.pop_front();
+        }
+        entries.push_back(entry);
+    }
+}
+
+/// A clock a fixed number of seconds ahead of (or behind) another.
+struct SkewedClock {
+    base: Arc<dyn Clock>,
+    skew_secs: i64,
+}
+
+impl Clock for SkewedClock {
+    fn now(&self) -> SystemTime {
+        let now = self.base.now();
+        let skew = Duration::from_secs(self.skew_secs.unsigned_abs());
+        let skewed = if self.skew_secs >= 0 {
+            now.checked_add(skew)
+        } else {
+            now.checked_sub(skew)
+        };
+        // The skew is at most ten years (checked at start), so this cannot fail in practice.
+        skewed.unwrap_or(now)
+    }
+}
+
+/// The certificate authority, the server's TLS configuration, and a client one trusting it.
+struct Tls {
+    ca_pem: String,
+    ca_der: CertificateDer<'static>,
+    server: Arc<rustls::ServerConfig>,
+    client: rustls::ClientConfig,
+}
+
+impl Tls {
+    fn generate() -> Result<Tls, Box<dyn std::error::Error + Send + Sync>> {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "rampnow-auth sandbox CA");
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+
+        let server_key = KeyPair::generate()?;
+        let mut server_params = CertificateParams::new(vec![
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+            "localhost".to_owned(),
+        ])?;
+        server_params
+            .distinguished_name
+            .push(DnType::CommonName, "rampnow-auth sandbox");
+        server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        server_params.use_authority_key_identifier_extension = true;
+        let server_cert = server_params.signed_by(&server_key, &ca)?;
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der()));
+        let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(vec![server_cert.der().clone(), ca.der().clone()], key)?;
+        server.alpn_protocols = vec![b"http/1.1".to_vec()];
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der().clone())?;
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+
+        Ok(Tls {
+            ca_pem: ca.pem(),
+            ca_der: ca.der().clone(),
+            server: Arc::new(server),
+            client,
+        })
+    }
+}
+
+/// Accepts connections until the task is aborted; dropping it drops the listener and aborts
+/// every connection (the `JoinSet`).
+async fn serve(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    verify: RampnowVerifyLayer,
+    log: Arc<RequestLog>,
+) {
+    let quiet = log.quiet;
+    let routes = verify.layer(service_fn(routes::route));
+    // Outermost: note each request and its answer, including the verifier's refusals.
+    let service = service_fn(move |request: Request<Incoming>| {
+        let method = request.method().clone();
+        let target = request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
+        let answer = routes.clone().oneshot(request);
+        let log = log.clone();
+        async move {
+            let response = answer.await?;
+            log.record(LogEntry {
+                method,
+                target,
+                status: response.status(),
+                rejection: response.extensions().get::<Rejection>().cloned(),
+            });
+            Ok::<_, Infallible>(response)
+        }
+    });
+
+    let mut connections = JoinSet::new();
+    loop {
+        // Forget finished connections, so the set does not grow.
+        while connections.try_join_next().is_some() {}
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(_) => {
+                // Out of file descriptors, or a connection reset before it was accepted: wait a
+                // little rather than spin.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let service = service.clone();
+        connections.spawn(async move {
+            let stream = match acceptor.accept(stream).await {
+                Ok(stream) => stream,
+                Err(error) => {
+                    if quiet {
+                        return;
+                    }
+                    eprintln!(
+                        "rampnow-sandbox: TLS handshake with {peer} failed: {error} (does the \
+                         client trust the sandbox's certificate?)"
+                    );
+                    return;
+                }
+            };
+            // A client that goes away mid-request is its own business: nothing to report.
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                .await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_credentials_are_valid() {
+        let credentials = sandbox_credentials();
+        assert_eq!(credentials.api_key(), SANDBOX_API_KEY);
+    }
+
+    #[test]
+    fn a_skewed_clock_moves_both_ways() {
+        let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let clock = |skew_secs| SkewedClock {
+            base: Arc::new(move || base),
+            skew_secs,
+        };
+        assert_eq!(clock(300).now(), base + Duration::from_secs(300));
+        assert_eq!(clock(-300).now(), base - Duration::from_secs(300));
+        assert_eq!(clock(0).now(), base);
+    }
+
+    #[test]
+    fn starting_outside_a_tokio_runtime_is_an_error_not_a_panic() {
+        let start = std::pin::pin!(Sandbox::builder().quiet(true).start());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let std::task::Poll::Ready(Err(error)) = std::future::Future::poll(start, &mut cx) else {
+            panic!("expected an immediate error");
+        };
+        assert!(
+            error.to_string().contains("within a Tokio runtime"),
+            "{error}"
+        );
+    }
+}
