@@ -45,6 +45,13 @@ where
     }
 }
 
+/// A shared clock is a clock.
+impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
+    fn now(&self) -> SystemTime {
+        (**self).now()
+    }
+}
+
 /// Whole seconds since the Unix epoch, or a [`ErrorKind::Clock`] error for a time before it.
 pub(crate) fn unix_seconds(time: SystemTime) -> Result<u64, Error> {
     time.duration_since(UNIX_EPOCH)

@@ -410,3 +410,114 @@ async fn a_401_carries_a_receipt_of_what_was_signed_and_a_200_does_not() {
     assert_eq!(ok.status(), StatusCode::OK);
     assert!(ok.extensions().get::<SigningReceipt>().is_none());
 }
+
+mod against_the_sandbox {
+    use super::*;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    use rampnow_auth::sandbox::{Sandbox, QUOTE_PATH};
+
+    type Transport = Client<hyper_rustls::HttpsConnector<HttpConnector>, SignedBody>;
+
+    fn transport(sandbox: &Sandbox) -> Transport {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(sandbox.rustls_client_config())
+            .https_only()
+            .enable_http1()
+            .build();
+        Client::builder(TokioExecutor::new()).build(https)
+    }
+
+    fn quote(sandbox: &Sandbox) -> Request<SignedBody> {
+        let uri = format!(
+            "{}{QUOTE_PATH}?srcCurrency=USD&dstCurrency=BTC&srcAmount=100",
+            sandbox.url()
+        );
+        Request::get(uri).body(SignedBody::empty()).unwrap()
+    }
+
+    async fn five_minutes_ahead() -> Sandbox {
+        Sandbox::builder()
+            .clock_skew_secs(300)
+            .quiet(true)
+            .start()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn first_request_is_stale_then_sync_makes_the_next_one_verify() {
+        let sandbox = five_minutes_ahead().await;
+        let layer = RampnowAuthLayer::new(sandbox.credentials().clone()).sync_server_time();
+        let server_time = layer.server_time().unwrap();
+        let mut client = layer.layer(transport(&sandbox));
+
+        let first = ServiceExt::<Request<SignedBody>>::ready(&mut client)
+            .await
+            .unwrap()
+            .call(quote(&sandbox))
+            .await
+            .unwrap();
+        assert_eq!(first.status(), StatusCode::UNAUTHORIZED);
+        assert!(
+            first.extensions().get::<SigningReceipt>().is_some(),
+            "a 401 carries a receipt"
+        );
+        assert!(
+            (298_000..=302_000).contains(&server_time.offset()),
+            "offset {}",
+            server_time.offset()
+        );
+
+        let second = ServiceExt::<Request<SignedBody>>::ready(&mut client)
+            .await
+            .unwrap()
+            .call(quote(&sandbox))
+            .await
+            .unwrap();
+        assert_eq!(second.status(), StatusCode::OK);
+        let log = sandbox.log();
+        assert_eq!(
+            log[0].rejection.as_ref().map(Rejection::kind),
+            Some(RejectionKind::StaleTimestamp)
+        );
+        assert!(log[1].verified());
+    }
+
+    #[tokio::test]
+    async fn with_retry_on_the_stale_rejection_a_single_call_succeeds() {
+        let sandbox = five_minutes_ahead().await;
+        let client = ServiceBuilder::new()
+            .retry(RetryOn401(1))
+            .layer(RampnowAuthLayer::new(sandbox.credentials().clone()).sync_server_time())
+            .service(transport(&sandbox));
+        let response = client.oneshot(quote(&sandbox)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(sandbox.log().len(), 2);
+    }
+
+    /// Over the network the client sees no `Rejection` extension: retry a 401 by status.
+    #[derive(Clone)]
+    struct RetryOn401(usize);
+
+    impl<B> Policy<Request<SignedBody>, Response<B>, BoxError> for RetryOn401 {
+        type Future = Ready<()>;
+
+        fn retry(
+            &mut self,
+            _req: &mut Request<SignedBody>,
+            result: &mut Result<Response<B>, BoxError>,
+        ) -> Option<Ready<()>> {
+            let unauthorized = matches!(result, Ok(r) if r.status() == StatusCode::UNAUTHORIZED);
+            (unauthorized && self.0 > 0).then(|| {
+                self.0 -= 1;
+                ready(())
+            })
+        }
+
+        fn clone_request(&mut self, req: &Request<SignedBody>) -> Option<Request<SignedBody>> {
+            <RetryStale as Policy<_, Response<B>, BoxError>>::clone_request(&mut RetryStale(0), req)
+        }
+    }
+}

@@ -72,7 +72,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use http::{Method, Request, StatusCode};
+use http::header::DATE;
+use http::{HeaderValue, Method, Request, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -263,10 +264,11 @@ impl SandboxBuilder {
             );
         }
 
-        let mut verify = RampnowVerifyLayer::new(credentials.clone()).with_clock(SkewedClock {
+        let clock = Arc::new(SkewedClock {
             base: self.clock,
             skew_secs: self.clock_skew_secs,
         });
+        let mut verify = RampnowVerifyLayer::new(credentials.clone()).with_clock(clock.clone());
         if let Some(capacity) = self.replay_capacity {
             verify = verify.reject_replays(capacity);
         }
@@ -279,6 +281,7 @@ impl SandboxBuilder {
             TlsAcceptor::from(tls.server),
             verify.clone(),
             log.clone(),
+            clock,
         ));
         Ok(Sandbox {
             addr,
@@ -604,6 +607,7 @@ async fn serve(
     acceptor: TlsAcceptor,
     verify: RampnowVerifyLayer,
     log: Arc<RequestLog>,
+    clock: Arc<SkewedClock>,
 ) {
     let quiet = log.quiet;
     let routes = verify.layer(service_fn(routes::route));
@@ -616,8 +620,14 @@ async fn serve(
             .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
         let answer = routes.clone().oneshot(request);
         let log = log.clone();
+        let clock = clock.clone();
         async move {
-            let response = answer.await?;
+            let mut response = answer.await?;
+            // The `Date` a real server sends comes from its own clock, skew included; clients
+            // that sync to the server's time learn from it.
+            if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(clock.now())) {
+                response.headers_mut().insert(DATE, date);
+            }
             log.record(LogEntry {
                 method,
                 target,
