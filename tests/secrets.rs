@@ -1,12 +1,22 @@
-//! No public type that holds a secret shows it in Debug (or Display, where it has one).
+//! The secret never appears in anything the crate writes: Debug and Display of every public
+//! type, every error and rejection message, and its `tracing` events. One tour of the crate's
+//! operations, everything it prints captured, then searched for the secret.
 
 mod common;
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
-use http::{Method, Request};
-use rampnow_auth::{Credentials, RampnowAuth, RampnowAuthLayer, SignedBody, Signer};
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::Full;
+use rampnow_auth::sandbox::Sandbox;
+use rampnow_auth::verify::{RampnowVerifyLayer, Rejection, VerifiedApiKey};
+use rampnow_auth::{
+    Credentials, HeaderNames, RampnowAuth, RampnowAuthLayer, SignedBody, Signer, SigningReceipt,
+};
 use tower::{service_fn, Layer, Service, ServiceExt};
 
 const SECRET: &str = "pk_live_do_not_print_me_0123456789";
@@ -15,55 +25,207 @@ fn credentials() -> Credentials {
     Credentials::new("ak_live_3f9a1c", SECRET).unwrap()
 }
 
-fn assert_clean(what: &str, text: &str) {
-    assert!(!text.contains(SECRET), "{what} shows the secret: {text}");
-    // Not even a recognisable part of it.
-    assert!(
-        !text.contains("do_not_print"),
-        "{what} shows part of the secret: {text}"
-    );
+/// Everything the tour printed.
+#[derive(Clone, Default)]
+struct Printed(Arc<Mutex<String>>);
+
+impl Printed {
+    fn debug(&self, what: &str, value: &dyn std::fmt::Debug) {
+        let mut out = self.0.lock().unwrap();
+        let _ = writeln!(out, "{what}: {value:?} {value:#?}");
+    }
+
+    fn display(&self, what: &str, value: &dyn std::fmt::Display) {
+        let mut out = self.0.lock().unwrap();
+        let _ = writeln!(out, "{what}: {value}");
+    }
+
+    fn text(&self) -> String {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// A `tracing` subscriber that writes every event's fields into `Printed`.
+struct Capture(Printed);
+
+struct Fields<'a>(&'a mut String);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let _ = write!(self.0, " {}={value:?}", field.name());
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut line = String::from("event:");
+        event.record(&mut Fields(&mut line));
+        self.0 .0.lock().unwrap().push_str(&(line + "\n"));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
 }
 
 #[tokio::test]
-async fn debug_of_every_type_holding_a_secret_hides_it() {
+async fn nothing_the_crate_prints_contains_the_secret() {
+    let printed = Printed::default();
+    let _guard = tracing::subscriber::set_default(Capture(printed.clone()));
     let credentials = credentials();
-    assert_clean("Credentials", &format!("{credentials:?} {credentials:#?}"));
-    let signer = Signer::new(&credentials);
-    assert_clean("Signer", &format!("{signer:?} {signer:#?}"));
-    let layer = RampnowAuthLayer::new(credentials.clone())
-        .with_clock(|| UNIX_EPOCH + Duration::from_secs(1_764_288_000));
-    assert_clean("RampnowAuthLayer", &format!("{layer:?} {layer:#?}"));
-    let inner = service_fn(|req: Request<SignedBody>| async move {
-        Ok::<_, Infallible>(http::Response::new(req))
-    });
-    let mut service: RampnowAuth<_> = layer.layer(inner);
-    assert_clean("RampnowAuth", &format!("{service:?}"));
-    assert_clean(
-        "RampnowAuth::new",
-        &format!("{:?}", RampnowAuth::new((), credentials.clone())),
-    );
+    printed.debug("Credentials", &credentials);
 
-    ServiceExt::<Request<SignedBody>>::ready(&mut service)
+    // Signing: the pure signer, and the layer through every outcome.
+    let signer = Signer::new(&credentials);
+    printed.debug("Signer", &signer);
+    let signature = signer.sign(1_764_288_000, &Method::POST, "/api/x?a=1", b"{}");
+    printed.debug("Signature", &signature);
+    let layer = RampnowAuthLayer::new(credentials.clone()).sync_server_time();
+    printed.debug("RampnowAuthLayer", &layer);
+    printed.debug("CredentialsHandle", &layer.credentials_handle());
+    printed.debug("ServerTime", &layer.server_time().unwrap());
+    printed.debug("HeaderNames", &HeaderNames::X_RAMPNOW);
+    printed.debug("SignedBody", &SignedBody::from("body"));
+
+    let verifier = RampnowVerifyLayer::new(credentials.clone()).reject_replays(10);
+    printed.debug("RampnowVerifyLayer", &verifier);
+    let app = service_fn(|req: Request<SignedBody>| async move {
+        let key = req.extensions().get::<VerifiedApiKey>().cloned();
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!("{key:?}")))))
+    });
+    let server = verifier.layer(app);
+    printed.debug("RampnowVerify", &server);
+    let mut client: RampnowAuth<_> = layer.clone().layer(server.clone());
+    printed.debug("RampnowAuth", &client);
+
+    // Accepted, then refused for a wrong secret (with a receipt), then every layer error.
+    let future = ServiceExt::<Request<SignedBody>>::ready(&mut client)
+        .await
+        .unwrap()
+        .call(
+            Request::post("https://api.rampnow.io/api/x")
+                .body(SignedBody::from("{}"))
+                .unwrap(),
+        );
+    printed.debug("ResponseFuture", &future);
+    let ok = future.await.unwrap();
+    printed.debug("accepted response", &ok);
+
+    let wrong = RampnowAuthLayer::new(Credentials::new("ak_live_3f9a1c", "pk_live_wrong").unwrap())
+        .layer(server.clone())
+        .oneshot(
+            Request::get("https://api.rampnow.io/x")
+                .body(SignedBody::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
-    let future = service.call(
-        Request::get("https://api.rampnow.io/x")
-            .body(SignedBody::empty())
-            .unwrap(),
-    );
-    assert_clean("ResponseFuture", &format!("{future:?}"));
-    let sent = future.await.unwrap().into_body();
-    // The signed request's headers are marked sensitive, so http's Debug redacts them.
-    let debug = format!("{:?}", sent.headers());
-    assert_clean("signed headers", &debug);
-    assert!(!debug.contains(sent.headers()["rn-access-sign"].to_str().unwrap()));
+    printed.debug("refused response", &wrong);
+    let receipt = wrong.extensions().get::<SigningReceipt>().unwrap();
+    printed.debug("SigningReceipt", receipt);
+    printed.display("SigningReceipt", receipt);
+    let rejection = wrong.extensions().get::<Rejection>().unwrap();
+    printed.debug("Rejection", rejection);
+    printed.display("Rejection", rejection);
 
-    let signature = signer.sign(1, &Method::GET, "/", b"");
-    let full = signature.to_string();
-    let debug = format!("{signature:?}");
+    for (layer, uri, method) in [
+        (layer.clone(), "http://api.rampnow.io/x", "GET"),
+        (layer.clone(), "*", "OPTIONS"),
+        (layer.clone(), "/x", "get"),
+        (layer.clone().max_body_size(1), "/x", "POST"),
+        (
+            layer
+                .clone()
+                .with_clock(|| UNIX_EPOCH - Duration::from_secs(1)),
+            "/x",
+            "GET",
+        ),
+        (
+            layer
+                .clone()
+                .pin_origins(["https://api.rampnow.io"])
+                .unwrap(),
+            "https://elsewhere.example/x",
+            "GET",
+        ),
+    ] {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(SignedBody::from("{}"))
+            .unwrap();
+        let err = layer
+            .layer(server.clone())
+            .oneshot(request)
+            .await
+            .unwrap_err();
+        printed.debug("layer error", &err);
+        printed.display("layer error", &err);
+        let err = err.downcast::<rampnow_auth::Error>().unwrap();
+        printed.debug("ErrorKind", &err.kind());
+        printed.display("ErrorKind", &err.kind());
+    }
+    for err in [
+        Credentials::new("", SECRET).unwrap_err(),
+        Credentials::new("k", format!("{SECRET}\n")).unwrap_err(),
+        HeaderNames::new("a", "a", "b").unwrap_err(),
+        RampnowAuthLayer::new(credentials.clone())
+            .pin_origins(["nope"])
+            .unwrap_err(),
+    ] {
+        printed.debug("error", &err);
+        printed.display("error", &err);
+    }
+
+    // A replay, to see that rejection's text too.
+    let fixed = RampnowAuthLayer::new(credentials.clone())
+        .with_clock(common::fixed_clock(common::now_secs()));
+    for _ in 0..2 {
+        let response = fixed
+            .clone()
+            .layer(server.clone())
+            .oneshot(Request::get("/replayed").body(SignedBody::empty()).unwrap())
+            .await
+            .unwrap();
+        printed.debug("replay response", &response);
+    }
+
+    // The sandbox, with these credentials instead of its public ones.
+    let sandbox = Sandbox::builder()
+        .credentials(credentials.clone())
+        .quiet(true)
+        .start()
+        .await
+        .unwrap();
+    printed.debug("Sandbox", &sandbox);
+    for entry in sandbox.log() {
+        printed.display("LogEntry", &entry);
+    }
+
+    drop(_guard);
+    let text = printed.text();
     assert!(
-        !debug.contains(&full),
-        "Signature's Debug shows it whole: {debug}"
+        text.contains("event: message=signed a Rampnow request"),
+        "tracing events captured:\n{text}"
+    );
+    assert!(
+        text.contains("ak_live_3f9a1c"),
+        "the tour printed the key, so it printed things"
+    );
+    assert!(!text.contains(SECRET), "the secret was printed:\n{text}");
+    assert!(
+        !text.contains("do_not_print"),
+        "part of the secret was printed:\n{text}"
+    );
+    assert!(
+        !text.contains(&signature.to_string()),
+        "a full signature was printed:\n{text}"
     );
 }
 
@@ -71,6 +233,7 @@ async fn debug_of_every_type_holding_a_secret_hides_it() {
 fn errors_about_credentials_never_repeat_the_secret() {
     for secret in [format!("{SECRET}\n"), format!(" {SECRET}")] {
         let err = Credentials::new("ak_live_3f9a1c", &secret).unwrap_err();
-        assert_clean("credentials error", &format!("{err} {err:?}"));
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains("do_not_print"), "{text}");
     }
 }
