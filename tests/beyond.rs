@@ -2,9 +2,10 @@
 
 mod common;
 
+use common::RetryIf;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::future::{ready, Ready};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -15,7 +16,6 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use rampnow_auth::verify::{RampnowVerifyLayer, Rejection, RejectionKind, VerifiedApiKey};
 use rampnow_auth::{Credentials, Error, ErrorKind, RampnowAuthLayer, SignedBody, SigningReceipt};
-use tower::retry::Policy;
 use tower::{service_fn, BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -141,38 +141,12 @@ async fn a_server_behind_is_learned_too() {
     assert_eq!(second.status(), StatusCode::OK);
 }
 
-/// Retries a stale-timestamp 401 once.
-#[derive(Clone)]
-struct RetryStale(usize);
-
-impl<B> Policy<Request<SignedBody>, Response<B>, BoxError> for RetryStale {
-    type Future = Ready<()>;
-
-    fn retry(
-        &mut self,
-        _req: &mut Request<SignedBody>,
-        result: &mut Result<Response<B>, BoxError>,
-    ) -> Option<Ready<()>> {
-        let stale = matches!(result, Ok(r) if r.extensions().get::<Rejection>().is_some_and(|r| r.kind() == RejectionKind::StaleTimestamp));
-        (stale && self.0 > 0).then(|| {
-            self.0 -= 1;
-            ready(())
-        })
-    }
-
-    fn clone_request(&mut self, req: &Request<SignedBody>) -> Option<Request<SignedBody>> {
-        let mut clone = Request::new(req.body().clone());
-        *clone.method_mut() = req.method().clone();
-        *clone.uri_mut() = req.uri().clone();
-        *clone.headers_mut() = req.headers().clone();
-        Some(clone)
-    }
-}
-
 #[tokio::test]
 async fn with_a_retry_on_stale_outside_a_single_call_succeeds() {
     let client = ServiceBuilder::new()
-        .retry(RetryStale(1))
+        .retry(RetryIf::new(1, |result: &Result<Response<Full<Bytes>>, BoxError>| {
+            matches!(result, Ok(r) if r.extensions().get::<Rejection>().is_some_and(|r| r.kind() == RejectionKind::StaleTimestamp))
+        }))
         .layer(RampnowAuthLayer::new(credentials()).sync_server_time())
         .service(skewed_server(Duration::from_secs(300)));
     let response = client
@@ -489,35 +463,14 @@ mod against_the_sandbox {
     async fn with_retry_on_the_stale_rejection_a_single_call_succeeds() {
         let sandbox = five_minutes_ahead().await;
         let client = ServiceBuilder::new()
-            .retry(RetryOn401(1))
+            // Over the network the client sees no `Rejection` extension: retry a 401 by status.
+            .retry(RetryIf::new(1, |result: &Result<Response<hyper::body::Incoming>, BoxError>| {
+                matches!(result, Ok(r) if r.status() == StatusCode::UNAUTHORIZED)
+            }))
             .layer(RampnowAuthLayer::new(sandbox.credentials().clone()).sync_server_time())
             .service(transport(&sandbox));
         let response = client.oneshot(quote(&sandbox)).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(sandbox.log().len(), 2);
-    }
-
-    /// Over the network the client sees no `Rejection` extension: retry a 401 by status.
-    #[derive(Clone)]
-    struct RetryOn401(usize);
-
-    impl<B> Policy<Request<SignedBody>, Response<B>, BoxError> for RetryOn401 {
-        type Future = Ready<()>;
-
-        fn retry(
-            &mut self,
-            _req: &mut Request<SignedBody>,
-            result: &mut Result<Response<B>, BoxError>,
-        ) -> Option<Ready<()>> {
-            let unauthorized = matches!(result, Ok(r) if r.status() == StatusCode::UNAUTHORIZED);
-            (unauthorized && self.0 > 0).then(|| {
-                self.0 -= 1;
-                ready(())
-            })
-        }
-
-        fn clone_request(&mut self, req: &Request<SignedBody>) -> Option<Request<SignedBody>> {
-            <RetryStale as Policy<_, Response<B>, BoxError>>::clone_request(&mut RetryStale(0), req)
-        }
     }
 }

@@ -11,52 +11,17 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use common::{hyper_client, now_secs, text, TestServer, RN};
+use common::{hyper_client, now_secs, text, RetryIf, TestServer, RN};
 use http::header::USER_AGENT;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::channel::Channel;
 use hyper::body::Incoming;
 use rampnow_auth::{Credentials, RampnowAuthLayer, SignedBody};
-use tower::retry::Policy;
-use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
+use tower::{service_fn, BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http::set_header::SetRequestHeaderLayer;
 
 fn credentials() -> Credentials {
     Credentials::new(common::API_KEY, common::SECRET).unwrap()
-}
-
-/// Retries a 503 up to `attempts` times, cloning the request (its body must be `Clone`).
-#[derive(Clone)]
-struct RetryUnavailable {
-    attempts: usize,
-}
-
-impl<B: Clone, E> Policy<Request<B>, Response<Incoming>, E> for RetryUnavailable {
-    type Future = Ready<()>;
-
-    fn retry(
-        &mut self,
-        _request: &mut Request<B>,
-        result: &mut Result<Response<Incoming>, E>,
-    ) -> Option<Self::Future> {
-        match result {
-            Ok(response)
-                if response.status() == StatusCode::SERVICE_UNAVAILABLE && self.attempts > 0 =>
-            {
-                self.attempts -= 1;
-                Some(ready(()))
-            }
-            _ => None,
-        }
-    }
-
-    fn clone_request(&mut self, request: &Request<B>) -> Option<Request<B>> {
-        let mut clone = Request::new(request.body().clone());
-        *clone.method_mut() = request.method().clone();
-        *clone.uri_mut() = request.uri().clone();
-        *clone.headers_mut() = request.headers().clone();
-        Some(clone)
-    }
 }
 
 /// A clock that moves forward 15 s each time it is read, starting 20 s in the past.
@@ -70,7 +35,9 @@ async fn retry_outside_the_layer_signs_each_attempt_afresh() {
     let server = TestServer::start(RN, now_secs, 2).await;
     let client = ServiceBuilder::new()
         .timeout(Duration::from_secs(10))
-        .retry(RetryUnavailable { attempts: 3 })
+        .retry(RetryIf::new(3, |result: &Result<Response<Incoming>, BoxError>| {
+            matches!(result, Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE)
+        }))
         .layer(
             RampnowAuthLayer::new(credentials())
                 .allow_http(true)

@@ -3,13 +3,12 @@
 mod common;
 
 use std::convert::Infallible;
-use std::future::{ready, Ready};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
-use common::{check, hyper_client, now_secs, RN};
+use common::{check, hyper_client, now_secs, RetryIf, RN};
 use http::{Request, Response, StatusCode};
 use http_body_util::channel::Channel;
 use http_body_util::{BodyExt, Full};
@@ -19,41 +18,10 @@ use rampnow_auth::{Credentials, RampnowAuthLayer, SignedBody};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tower::retry::Policy;
 use tower::{service_fn, BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 
 fn credentials() -> Credentials {
     Credentials::new(common::API_KEY, common::SECRET).unwrap()
-}
-
-/// Retries transport errors (not HTTP statuses) a few times.
-#[derive(Clone)]
-struct RetryErrors(usize);
-
-impl<Res> Policy<Request<SignedBody>, Res, BoxError> for RetryErrors {
-    type Future = Ready<()>;
-
-    fn retry(
-        &mut self,
-        _req: &mut Request<SignedBody>,
-        result: &mut Result<Res, BoxError>,
-    ) -> Option<Ready<()>> {
-        match result {
-            Err(_) if self.0 > 0 => {
-                self.0 -= 1;
-                Some(ready(()))
-            }
-            _ => None,
-        }
-    }
-
-    fn clone_request(&mut self, req: &Request<SignedBody>) -> Option<Request<SignedBody>> {
-        let mut clone = Request::new(req.body().clone());
-        *clone.method_mut() = req.method().clone();
-        *clone.uri_mut() = req.uri().clone();
-        *clone.headers_mut() = req.headers().clone();
-        Some(clone)
-    }
 }
 
 /// Accepts connections; the first one is closed after reading part of the request, the
@@ -120,7 +88,10 @@ async fn connection_closed_mid_request_then_a_retry_re_signs_and_succeeds() {
     let next = Arc::new(AtomicU64::new(start));
     let clock = move || UNIX_EPOCH + Duration::from_secs(next.fetch_add(7, Ordering::SeqCst));
     let client = ServiceBuilder::new()
-        .retry(RetryErrors(2))
+        .retry(RetryIf::new(
+            2,
+            |result: &Result<Response<Incoming>, BoxError>| result.is_err(),
+        ))
         .layer(
             RampnowAuthLayer::new(credentials())
                 .allow_http(true)

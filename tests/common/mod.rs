@@ -250,3 +250,49 @@ pub async fn text(response: Response<Incoming>) -> String {
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8(bytes.to_vec()).unwrap()
 }
+
+/// A retry policy for tests: retries up to `attempts` times while `when` says so. Each attempt
+/// goes through the signing layer again (the layer sits inside the retry).
+pub struct RetryIf<Res, E> {
+    pub attempts: usize,
+    pub when: fn(&Result<Res, E>) -> bool,
+}
+
+impl<Res, E> RetryIf<Res, E> {
+    pub fn new(attempts: usize, when: fn(&Result<Res, E>) -> bool) -> Self {
+        RetryIf { attempts, when }
+    }
+}
+
+impl<Res, E> Clone for RetryIf<Res, E> {
+    fn clone(&self) -> Self {
+        RetryIf {
+            attempts: self.attempts,
+            when: self.when,
+        }
+    }
+}
+
+impl<B: Clone, Res, E> tower::retry::Policy<Request<B>, Res, E> for RetryIf<Res, E> {
+    type Future = std::future::Ready<()>;
+
+    fn retry(
+        &mut self,
+        _request: &mut Request<B>,
+        result: &mut Result<Res, E>,
+    ) -> Option<Self::Future> {
+        if self.attempts == 0 || !(self.when)(result) {
+            return None;
+        }
+        self.attempts -= 1;
+        Some(std::future::ready(()))
+    }
+
+    fn clone_request(&mut self, request: &Request<B>) -> Option<Request<B>> {
+        let mut clone = Request::new(request.body().clone());
+        *clone.method_mut() = request.method().clone();
+        *clone.uri_mut() = request.uri().clone();
+        *clone.headers_mut() = request.headers().clone();
+        Some(clone)
+    }
+}
