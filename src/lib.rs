@@ -66,6 +66,10 @@
 //! - [`verify`]: the server side, with a [`KeyStore`] of keys and opt-in replay protection.
 //! - The `tracing` feature: one `debug` event per signed request (never the secret or the body).
 //!
+//! With the `reqwest` feature, `RampnowAuthLayer::reqwest_middleware` gives the same signing,
+//! sharing the layer's configuration, as a `RampnowMiddleware` for reqwest through
+//! reqwest-middleware.
+//!
 //! With the `sandbox` feature, `sandbox::Sandbox` runs a local HTTPS server that verifies
 //! signatures with [`RampnowVerifyLayer`] and answers quotes shaped like Rampnow's, to try a
 //! client without a Rampnow account (`cargo run --example quickstart` shows one).
@@ -83,6 +87,8 @@ mod credentials;
 mod error;
 mod headers;
 mod keys;
+#[cfg(feature = "reqwest")]
+mod middleware;
 pub mod receipt;
 #[cfg(feature = "sandbox")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
@@ -98,6 +104,9 @@ pub use credentials::{Credentials, API_KEY_ENV, API_SECRET_ENV};
 pub use error::{Error, ErrorKind};
 pub use headers::HeaderNames;
 pub use keys::KeyStore;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub use middleware::RampnowMiddleware;
 pub use receipt::SigningReceipt;
 pub use sign::{CredentialsHandle, RampnowAuth, RampnowAuthLayer, DEFAULT_MAX_BODY_SIZE};
 pub use signer::{Signature, Signer, SIGNATURE_HEX_LEN, SIGNATURE_LEN};

@@ -113,7 +113,10 @@ where
                 StateProj::Call { future } => {
                     let mut response = ready!(future.poll(cx)).map_err(Into::into)?;
                     if let Some((sent, config)) = this.sent.take() {
-                        config.received(&mut response, sent);
+                        let receipt = config.received(response.status(), response.headers(), sent);
+                        if let Some(receipt) = receipt {
+                            response.extensions_mut().insert(receipt);
+                        }
                     }
                     return Poll::Ready(Ok(response));
                 }

@@ -130,6 +130,36 @@ impl RampnowAuthLayer {
         Arc::make_mut(&mut self.config).allow_http = allow;
         self
     }
+
+    /// The same signing as this layer, as middleware for reqwest through reqwest-middleware
+    /// (feature `reqwest`). It shares this layer's configuration — credentials (and their
+    /// rotation), clock, header names, limits, pinned origins and server time — with every
+    /// service the layer builds. See [`RampnowMiddleware`](crate::RampnowMiddleware).
+    ///
+    /// A method on the layer rather than a second builder, so that there is one place to
+    /// configure signing, whichever client sends.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use rampnow_auth::{Credentials, RampnowAuthLayer};
+    ///
+    /// # fn attach(reqwest_client: reqwest::Client) -> Result<(), rampnow_auth::Error> {
+    /// let layer = RampnowAuthLayer::new(Credentials::from_env()?).sync_server_time();
+    /// let client = reqwest_middleware::ClientBuilder::new(reqwest_client)
+    ///     .with(layer.reqwest_middleware())
+    ///     .build();
+    /// # let _ = client; Ok(()) }
+    /// # let layer = RampnowAuthLayer::new(Credentials::new("ak_live_3f9a1c", "pk_live_secret")?);
+    /// assert!(!format!("{:?}", layer.reqwest_middleware()).contains("pk_live_secret"));
+    /// # Ok::<(), rampnow_auth::Error>(())
+    /// ```
+    #[cfg(feature = "reqwest")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+    #[must_use]
+    pub fn reqwest_middleware(&self) -> crate::RampnowMiddleware {
+        crate::RampnowMiddleware::from_config(self.config.clone())
+    }
 }
 
 impl<S> Layer<S> for RampnowAuthLayer {

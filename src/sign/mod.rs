@@ -80,14 +80,14 @@ use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Request, StatusCode};
 
 use crate::body::SignedBody;
 use crate::clock::{unix_seconds, Clock, SystemClock};
 use crate::credentials::Credentials;
 use crate::error::{Error, ErrorKind};
 use crate::headers::HeaderNames;
-use crate::receipt::Seed;
+use crate::receipt::{Seed, SigningReceipt};
 use crate::signer::sign_parts;
 use crate::sync::ServerTime;
 
@@ -320,15 +320,20 @@ impl Config {
         Ok((Request::from_parts(parts, SignedBody::from(body)), sent))
     }
 
-    /// Learns from the response (server-time sync) and explains a 401 (receipt).
-    pub(crate) fn received<B>(&self, response: &mut Response<B>, sent: Sent) {
+    /// Learns from a response's status and headers (server-time sync), and explains a 401: the
+    /// receipt it returns goes into the response's extensions. Takes the parts rather than an
+    /// `http::Response`, so every client's response type (reqwest's too) goes through it.
+    #[must_use = "a 401's receipt must be put into the response's extensions"]
+    pub(crate) fn received(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        sent: Sent,
+    ) -> Option<SigningReceipt> {
         if let Some(server_time) = &self.server_time {
-            server_time.observe(response.headers(), sent.at, self.clock.now());
+            server_time.observe(headers, sent.at, self.clock.now());
         }
-        if response.status() == StatusCode::UNAUTHORIZED {
-            let receipt = sent.seed.into_receipt(&self.names);
-            response.extensions_mut().insert(receipt);
-        }
+        (status == StatusCode::UNAUTHORIZED).then(|| sent.seed.into_receipt(&self.names))
     }
 
     pub(crate) fn body_too_large(&self) -> Error {

@@ -1,0 +1,242 @@
+//! [`RampnowMiddleware`]: the signing middleware for reqwest, through reqwest-middleware.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use http::{Extensions, Uri};
+use reqwest::{Request, Response, Url};
+use reqwest_middleware::{Middleware, Next};
+
+use crate::error::{Error, ErrorKind};
+use crate::sign::{Config, Sent};
+
+/// Signs every request of a [`reqwest_middleware::ClientWithMiddleware`] exactly as
+/// [`RampnowAuthLayer`](crate::RampnowAuthLayer) does; made by
+/// [`RampnowAuthLayer::reqwest_middleware`](crate::RampnowAuthLayer::reqwest_middleware)
+/// (feature `reqwest`).
+///
+/// It shares the layer's configuration, not a copy of it: the same credentials (a
+/// [rotation](crate::CredentialsHandle::rotate) reaches the middleware too), clock, header
+/// names, body limit, `allow_http`, pinned origins and [server time](crate::ServerTime). And it
+/// runs the same code as the layer for each request:
+///
+/// 1. refuses, before anything is sent, what the layer refuses: a scheme other than `https`,
+///    an origin that is not pinned, a lower-case method, a body over
+///    [`max_body_size`](crate::RampnowAuthLayer::max_body_size);
+/// 2. signs the body bytes (a body set from bytes, a `String`, `.json(..)` or `.form(..)`; no
+///    body signs as empty). A streaming body ([`reqwest::Body::wrap`], `wrap_stream`, a file)
+///    is refused with [`ErrorKind::Body`]: it can be read only once, so it cannot be both
+///    signed and sent;
+/// 3. reads the clock, signs the timestamp, the method, the path and query as reqwest sends
+///    them and the body, and sets the three headers, replacing any already there;
+/// 4. sends the request through the rest of the chain;
+/// 5. learns the server's time from the response's `Date` (with
+///    [`sync_server_time`](crate::RampnowAuthLayer::sync_server_time)), and attaches a
+///    [`SigningReceipt`](crate::SigningReceipt) to the extensions of a `401` response
+///    ([`reqwest::Response::extensions`]).
+///
+/// The body is copied once, to sign it (reqwest lends its bytes only by reference).
+///
+/// # Errors
+///
+/// A refusal is a [`reqwest_middleware::Error::Middleware`] holding a [`crate::Error`]: downcast
+/// it to read its [`kind`](crate::Error::kind). Errors of reqwest and of the other middleware
+/// pass through unchanged.
+///
+/// # Where it goes in the chain
+///
+/// Middleware runs in the order it is attached with `.with(..)`. Attach this one **last**, after
+/// retries (reqwest-retry) and anything else that decides whether and when to send, so that
+/// every attempt is signed afresh; nothing attached after it may change the method, the URL or
+/// the body.
+///
+/// reqwest follows redirects *inside* the client, below every middleware, and keeps custom
+/// headers on the next hop (it strips only `Authorization`, `Cookie` and the like): a redirect
+/// would carry the API key to wherever it points, past [origin
+/// pinning](crate::RampnowAuthLayer::pin_origins). Build the client with
+/// `.redirect(reqwest::redirect::Policy::none())`, as below, and follow a redirect, if ever,
+/// with a new request that the middleware checks and signs.
+///
+/// # Example
+///
+/// ```no_run
+/// use rampnow_auth::{Credentials, RampnowAuthLayer, SigningReceipt};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let layer = RampnowAuthLayer::new(Credentials::from_env()?)
+///     .pin_origins(["https://api.rampnow.io"])?
+///     .sync_server_time();
+/// let reqwest_client = reqwest::Client::builder()
+///     // Redirects would skip the middleware's checks: see above.
+///     .redirect(reqwest::redirect::Policy::none())
+///     .build()?;
+/// let client = reqwest_middleware::ClientBuilder::new(reqwest_client)
+///     .with(layer.reqwest_middleware())
+///     .build();
+///
+/// let response = client
+///     .post("https://api.rampnow.io/api/partner/v1/ext/ramp_order/quote")
+///     .header("content-type", "application/json")
+///     .body(r#"{"srcCurrency":"EUR","dstCurrency":"ETH","srcAmount":"100.0"}"#)
+///     .send()
+///     .await?;
+/// if let Some(receipt) = response.extensions().get::<SigningReceipt>() {
+///     eprintln!("refused with {}; {receipt}", response.status());
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// A refusal, downcast to the crate's [`Error`](crate::Error):
+///
+/// ```no_run
+/// use rampnow_auth::{Credentials, ErrorKind, RampnowAuthLayer};
+///
+/// # async fn run(reqwest_client: reqwest::Client) -> Result<(), rampnow_auth::Error> {
+/// let layer = RampnowAuthLayer::new(Credentials::from_env()?);
+/// let client = reqwest_middleware::ClientBuilder::new(reqwest_client)
+///     .with(layer.reqwest_middleware())
+///     .build();
+/// match client.get("http://api.rampnow.io/api/partner/v1/").send().await {
+///     Err(reqwest_middleware::Error::Middleware(error)) => {
+///         let error = error.downcast_ref::<rampnow_auth::Error>().expect("the middleware's own");
+///         assert_eq!(error.kind(), ErrorKind::InsecureScheme); // nothing was sent
+///     }
+///     other => panic!("expected a refusal, got {other:?}"),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct RampnowMiddleware {
+    config: Arc<Config>,
+}
+
+impl RampnowMiddleware {
+    pub(crate) fn from_config(config: Arc<Config>) -> RampnowMiddleware {
+        RampnowMiddleware { config }
+    }
+
+    /// Checks and signs `request` in place: the layer's `prepare` and `sign`, on reqwest's
+    /// request.
+    fn sign(&self, request: &mut Request) -> Result<Sent, Error> {
+        let uri: Uri = request.url().as_str().parse().map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidRequest,
+                "the request URL is not a valid HTTP request target, so nothing was signed or \
+                 sent; check the URL for characters that must be percent-encoded",
+            )
+            .with_source(e)
+        })?;
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        parts.method = request.method().clone();
+        parts.uri = uri;
+        parts.version = request.version();
+        // Taken, not cloned: on success they come back signed; on a refusal nothing is sent.
+        parts.headers = std::mem::take(request.headers_mut());
+
+        let body = request.body().map(|body| body.as_bytes());
+        let body_len = match body {
+            None => 0,
+            Some(Some(bytes)) => bytes.len(),
+            // Checked below, after what the layer checks before reading a body.
+            Some(None) => 0,
+        };
+        self.config.prepare(&mut parts, body_len as u64)?;
+        let body = match body {
+            None => Bytes::new(),
+            Some(Some(bytes)) => Bytes::copy_from_slice(bytes),
+            Some(None) => return Err(streaming_body()),
+        };
+        check_same_target(request.url(), &parts.uri)?;
+
+        let (signed, sent) = self.config.sign(parts, body)?;
+        *request.headers_mut() = signed.into_parts().0.headers;
+        Ok(sent)
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl Middleware for RampnowMiddleware {
+    async fn handle(
+        &self,
+        mut request: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let sent = self
+            .sign(&mut request)
+            .map_err(reqwest_middleware::Error::middleware)?;
+        let mut response = next.run(request, extensions).await?;
+        if let Some(receipt) = self
+            .config
+            .received(response.status(), response.headers(), sent)
+        {
+            response.extensions_mut().insert(receipt);
+        }
+        Ok(response)
+    }
+}
+
+fn streaming_body() -> Error {
+    Error::new(
+        ErrorKind::Body,
+        "streaming bodies cannot be signed; give reqwest the body as bytes (`.body(Vec<u8>)`, \
+         `.body(String)`, `.json(..)`) and send again (nothing was sent)",
+    )
+}
+
+/// Makes sure reqwest sends the target that was signed. `prepare` puts the target in wire form,
+/// which a reqwest `Url` always is already (an `http`/`https` URL's path starts with `/`, and
+/// other schemes are refused before this); should the two ever differ, refusing is safer than
+/// rewriting the caller's URL.
+fn check_same_target(url: &Url, uri: &Uri) -> Result<(), Error> {
+    let signed = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    let (path, query) = match signed.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (signed, None),
+    };
+    if url.path() == path && url.query() == query {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::InvalidRequest,
+        "the request target reqwest would send differs from the one that would be signed, so \
+         nothing was sent; this is a bug in rampnow-auth, please report it with the URL",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn middleware_is_clone_debug_send_sync() {
+        fn assert<T: Clone + std::fmt::Debug + Send + Sync + 'static>() {}
+        assert::<RampnowMiddleware>();
+    }
+
+    #[test]
+    fn reqwest_urls_are_signed_as_sent() {
+        for url in [
+            "https://api.rampnow.io",
+            "https://api.rampnow.io/",
+            "https://api.rampnow.io?a=1",
+            "https://api.rampnow.io/a%2Bb?z=1&a=2&z=0",
+            "https://api.rampnow.io/p?",
+            "https://api.rampnow.io/p#frag",
+            "https://api.rampnow.io/a b?q=x y",
+            "https://h:8443/x?y=%20",
+        ] {
+            let url = Url::parse(url).unwrap();
+            let uri: Uri = url.as_str().parse().unwrap();
+            assert!(check_same_target(&url, &uri).is_ok(), "{url}");
+        }
+        let url = Url::parse("https://h/a?b=1").unwrap();
+        let other: Uri = "https://h/a?b=2".parse().unwrap();
+        assert_eq!(
+            check_same_target(&url, &other).unwrap_err().kind(),
+            ErrorKind::InvalidRequest
+        );
+    }
+}
