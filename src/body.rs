@@ -19,13 +19,13 @@
 
 use std::convert::Infallible;
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::combinators::Collect;
-use http_body_util::{BodyExt, Collected, LengthLimitError, Limited};
+use pin_project_lite::pin_project;
 use tower::BoxError;
 
 /// A request body held in one piece, as it was signed.
@@ -118,21 +118,10 @@ impl From<&'static [u8]> for SignedBody {
     }
 }
 
-/// Reads a whole body, failing past `limit` bytes. Shared by the signer and the verifier.
-pub(crate) type CollectBody<B> = Collect<Limited<B>>;
-
-pub(crate) fn collect<B>(body: B, limit: usize) -> CollectBody<B>
-where
-    B: Body,
-    B::Error: Into<BoxError>,
-{
-    Limited::new(body, limit).collect()
-}
-
 /// Why a body could not be read whole.
 #[derive(Debug)]
 pub(crate) enum BodyFailure {
-    /// Over the limit.
+    /// More than the limit.
     TooLarge,
     /// It ended with trailers, which a signature cannot cover.
     Trailers,
@@ -140,15 +129,92 @@ pub(crate) enum BodyFailure {
     Failed(BoxError),
 }
 
-/// The bytes of a collected body; a body that arrived in one piece is not copied.
-pub(crate) fn into_bytes<D: Buf>(
-    collected: Result<Collected<D>, BoxError>,
-) -> Result<Bytes, BodyFailure> {
-    match collected {
-        Ok(collected) if collected.trailers().is_some() => Err(BodyFailure::Trailers),
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => Err(BodyFailure::TooLarge),
-        Err(error) => Err(BodyFailure::Failed(error)),
+/// Room for this many data frames after the first, reserved when a second one arrives, so a
+/// body streamed in a few frames queues them with one allocation (512 bytes for `Bytes`).
+const QUEUED_FRAMES: usize = 16;
+
+pin_project! {
+    /// Reads a whole body into one [`Bytes`], failing once more than `limit` bytes arrive.
+    ///
+    /// A body that arrives in one data frame is not copied (for `Bytes` data). Later frames are
+    /// queued as they are and copied once, at the end, into a buffer of exactly the body's
+    /// size, whatever the body's size hint said. Reading a body in one piece allocates nothing.
+    pub(crate) struct CollectBody<B: Body> {
+        #[pin]
+        body: B,
+        first: Option<B::Data>,
+        rest: Vec<B::Data>,
+        len: usize,
+        limit: usize,
+        trailers: bool,
+    }
+}
+
+impl<B: Body> CollectBody<B> {
+    pub(crate) fn new(body: B, limit: usize) -> Self {
+        CollectBody {
+            body,
+            first: None,
+            rest: Vec::new(),
+            len: 0,
+            limit,
+            trailers: false,
+        }
+    }
+}
+
+impl<B> Future for CollectBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Bytes, BodyFailure>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let frame = match ready!(this.body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => frame,
+                Some(Err(error)) => return Poll::Ready(Err(BodyFailure::Failed(error.into()))),
+                None => break,
+            };
+            match frame.into_data() {
+                Ok(data) if !data.has_remaining() => {}
+                Ok(data) => {
+                    if data.remaining() > *this.limit - *this.len {
+                        return Poll::Ready(Err(BodyFailure::TooLarge));
+                    }
+                    *this.len += data.remaining();
+                    if this.first.is_none() {
+                        *this.first = Some(data);
+                    } else {
+                        if this.rest.capacity() == 0 {
+                            this.rest.reserve_exact(QUEUED_FRAMES);
+                        }
+                        this.rest.push(data);
+                    }
+                }
+                // Refused only once the body has been read whole, so that a body over the limit
+                // is reported as too large whatever else it carries.
+                Err(frame) => *this.trailers |= frame.is_trailers(),
+            }
+        }
+        if *this.trailers {
+            return Poll::Ready(Err(BodyFailure::Trailers));
+        }
+        let bytes = match this.first.take() {
+            None => Bytes::new(),
+            Some(mut first) if this.rest.is_empty() => first.copy_to_bytes(*this.len),
+            Some(first) => {
+                let mut whole = BytesMut::with_capacity(*this.len);
+                whole.put(first);
+                for data in this.rest.drain(..) {
+                    whole.put(data);
+                }
+                whole.freeze()
+            }
+        };
+        Poll::Ready(Ok(bytes))
     }
 }
 
@@ -209,9 +275,88 @@ mod tests {
 
     #[test]
     fn collects_like_any_body() {
+        use http_body_util::BodyExt;
         let rt = || async { SignedBody::from("xyz").collect().await.unwrap().to_bytes() };
         let bytes = block_on(rt());
         assert_eq!(bytes, "xyz");
+    }
+
+    /// A body that yields these frames, in order.
+    struct Frames(std::collections::VecDeque<Result<Frame<Bytes>, std::io::Error>>);
+
+    impl Body for Frames {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+            Poll::Ready(self.get_mut().0.pop_front())
+        }
+    }
+
+    fn data(pieces: &[&'static str]) -> Frames {
+        Frames(
+            pieces
+                .iter()
+                .map(|p| Ok(Frame::data(Bytes::from(*p))))
+                .collect(),
+        )
+    }
+
+    fn read(body: Frames, limit: usize) -> Result<Bytes, BodyFailure> {
+        block_on(CollectBody::new(body, limit))
+    }
+
+    #[test]
+    fn a_body_in_one_frame_is_not_copied() {
+        let data = Bytes::from(vec![7u8; 100]);
+        let body = Frames([Ok(Frame::data(data.clone()))].into());
+        let read = read(body, 100).unwrap();
+        assert_eq!(read.as_ptr(), data.as_ptr());
+        assert_eq!(read.len(), 100);
+    }
+
+    #[test]
+    fn frames_are_put_together_in_order_and_empty_ones_skipped() {
+        let read = read(data(&["ab", "", "cde", "f"]), 6).unwrap();
+        assert_eq!(read, "abcdef");
+        assert_eq!(self::read(data(&[]), 0).unwrap(), "");
+        assert_eq!(self::read(data(&["", ""]), 0).unwrap(), "");
+    }
+
+    #[test]
+    fn the_limit_counts_every_frame() {
+        assert_eq!(read(data(&["abc", "def"]), 6).unwrap(), "abcdef");
+        let err = read(data(&["abc", "def"]), 5).unwrap_err();
+        assert!(matches!(err, BodyFailure::TooLarge), "{err:?}");
+    }
+
+    #[test]
+    fn trailers_are_refused_once_the_body_is_read() {
+        let trailers = Frame::trailers(http::HeaderMap::new());
+        let body = Frames([Ok(Frame::data(Bytes::from("abc"))), Ok(trailers)].into());
+        assert!(matches!(read(body, 10), Err(BodyFailure::Trailers)));
+        // A body over the limit is too large, whatever comes after.
+        let trailers = Frame::trailers(http::HeaderMap::new());
+        let body = Frames([Ok(trailers), Ok(Frame::data(Bytes::from("abc")))].into());
+        assert!(matches!(read(body, 2), Err(BodyFailure::TooLarge)));
+    }
+
+    #[test]
+    fn the_body_error_is_kept() {
+        let body = Frames(
+            [
+                Ok(Frame::data(Bytes::from("abc"))),
+                Err(std::io::Error::other("connection reset")),
+            ]
+            .into(),
+        );
+        match read(body, 10) {
+            Err(BodyFailure::Failed(error)) => assert_eq!(error.to_string(), "connection reset"),
+            other => panic!("expected the body's error, got {other:?}"),
+        }
     }
 
     fn block_on<F: std::future::Future>(fut: F) -> F::Output {

@@ -149,8 +149,8 @@ impl RampnowMiddleware {
         };
         check_same_target(request.url(), &parts.uri)?;
 
-        let (signed, sent) = self.config.sign(parts, body)?;
-        *request.headers_mut() = signed.into_parts().0.headers;
+        let sent = self.config.sign(&mut parts, &body)?;
+        *request.headers_mut() = parts.headers;
         Ok(sent)
     }
 }

@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 use tower::{BoxError, Service};
 
 use super::{Config, Sent};
-use crate::body::{collect, into_bytes, BodyFailure, CollectBody, SignedBody};
+use crate::body::{BodyFailure, CollectBody, SignedBody};
 use crate::error::{Error, ErrorKind};
 
 pin_project! {
@@ -57,7 +57,7 @@ where
         match config.prepare(&mut parts, body.size_hint().lower()) {
             Ok(()) => ResponseFuture {
                 state: State::Collect {
-                    collect: collect(body, config.max_body_size),
+                    collect: CollectBody::new(body, config.max_body_size),
                 },
                 pending: Some(Pending {
                     parts,
@@ -90,21 +90,31 @@ where
             match this.state.as_mut().project() {
                 StateProj::Collect { collect } => {
                     let collected = ready!(collect.poll(cx));
-                    let Pending {
-                        parts,
-                        mut inner,
-                        config,
-                    } = this.pending.take().expect("future polled after completion");
-                    let signed = into_bytes(collected)
-                        .map_err(|failure| body_error(failure, &config))
-                        .and_then(|body| config.sign(parts, body));
+                    let pending = this
+                        .pending
+                        .as_mut()
+                        .expect("future polled after completion");
+                    // The headers are set in place: `Parts` is large, and moving it costs more
+                    // than signing a small body.
+                    let signed = collected
+                        .map_err(|failure| body_error(failure, &pending.config))
+                        .and_then(|body| {
+                            Ok((pending.config.sign(&mut pending.parts, &body)?, body))
+                        });
                     match signed {
-                        Ok((request, sent)) => {
-                            let future = inner.call(request);
+                        Ok((sent, body)) => {
+                            let Pending {
+                                parts,
+                                mut inner,
+                                config,
+                            } = this.pending.take().expect("checked above");
+                            let future =
+                                inner.call(Request::from_parts(parts, SignedBody::from(body)));
                             *this.sent = Some((sent, config));
                             this.state.set(State::Call { future });
                         }
                         Err(error) => {
+                            *this.pending = None;
                             this.state.set(State::Failed { error: None });
                             return Poll::Ready(Err(error.into()));
                         }
@@ -130,22 +140,29 @@ where
 }
 
 fn body_error(failure: BodyFailure, config: &Config) -> Error {
-    match failure {
-        BodyFailure::TooLarge => config.body_too_large(),
-        BodyFailure::Trailers => Error::new(
-            ErrorKind::Body,
-            "the request body has trailers, which the Rampnow signature cannot cover, so \
-             nothing was sent; send the request without trailers",
-        ),
-        BodyFailure::Failed(error) => Error::new(
-            ErrorKind::Body,
-            format!(
-                "failed to read the request body ({error}), so nothing was signed or sent; fix \
-                 the body's source and send the request again"
-            ),
-        )
-        .with_source(error),
+    let error = match failure {
+        BodyFailure::TooLarge => return config.body_too_large(),
+        BodyFailure::Trailers => {
+            return Error::new(
+                ErrorKind::Body,
+                "the request body has trailers, which the Rampnow signature cannot cover, so \
+                 nothing was sent; send the request without trailers",
+            )
+        }
+        BodyFailure::Failed(error) => error,
+    };
+    // A body that limits itself (`http_body_util::Limited`) is too large, too.
+    if error.is::<http_body_util::LengthLimitError>() {
+        return config.body_too_large();
     }
+    Error::new(
+        ErrorKind::Body,
+        format!(
+            "failed to read the request body ({error}), so nothing was signed or sent; fix the \
+             body's source and send the request again"
+        ),
+    )
+    .with_source(error)
 }
 
 impl<B, S> fmt::Debug for ResponseFuture<B, S>

@@ -13,7 +13,7 @@
 //!    the body bytes;
 //! 5. sets the three headers, replacing any value already there (never duplicating it), with
 //!    the API key and the signature marked sensitive;
-//! 6. calls the inner service with the body as a [`SignedBody`] of exactly
+//! 6. calls the inner service with the body as a [`SignedBody`](crate::SignedBody) of exactly
 //!    the signed bytes.
 //!
 //! Errors the middleware raises itself are [`crate::Error`]s inside a [`tower::BoxError`];
@@ -80,15 +80,14 @@ use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
-use http::{HeaderMap, HeaderValue, Request, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 
-use crate::body::SignedBody;
 use crate::clock::{unix_seconds, Clock, SystemClock};
 use crate::credentials::Credentials;
 use crate::error::{Error, ErrorKind};
 use crate::headers::HeaderNames;
 use crate::receipt::{Seed, SigningReceipt};
-use crate::signer::sign_parts;
+use crate::signer::{sign_parts, Signature, SIGNATURE_HEX_LEN};
 use crate::sync::ServerTime;
 
 /// The default [`max_body_size`](RampnowAuthLayer::max_body_size): 10 MiB.
@@ -259,28 +258,26 @@ impl Config {
         Ok(())
     }
 
-    /// Signs the request whose body has been read, and builds the request to send.
-    pub(crate) fn sign(
-        &self,
-        mut parts: Parts,
-        body: Bytes,
-    ) -> Result<(Request<SignedBody>, Sent), Error> {
+    /// Signs the request whose body has been read, setting its headers in place; returns what
+    /// is kept for the response (server-time sync, receipt).
+    pub(crate) fn sign(&self, parts: &mut Parts, body: &Bytes) -> Result<Sent, Error> {
         let at = self.clock.now();
         let now = match &self.server_time {
             Some(server_time) => server_time.correct(at),
             None => at,
         };
         let timestamp_secs = unix_seconds(now)?;
-        let timestamp = HeaderValue::from(timestamp_secs);
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(timestamp_secs);
         let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
         // One snapshot: the key header and the signature come from the same credentials.
         let credentials = self.credentials.load();
         let signature = sign_parts(
             &credentials,
-            timestamp.as_bytes(),
+            digits.as_bytes(),
             parts.method.as_str().as_bytes(),
             target.as_bytes(),
-            &body,
+            body,
         );
         #[cfg(feature = "tracing")]
         tracing::debug!(
@@ -289,7 +286,7 @@ impl Config {
             method = %parts.method,
             path_and_query = target,
             body_len = body.len(),
-            body_sha256 = %crate::receipt::BodySha256(&body),
+            body_sha256 = %crate::receipt::BodySha256(body),
             api_key_header = %self.names.api_key(),
             timestamp_header = %self.names.timestamp(),
             signature_header = %self.names.signature(),
@@ -301,8 +298,9 @@ impl Config {
             self.names.api_key().clone(),
             credentials.header_value().clone(),
         );
+        let (timestamp, signature_value) = header_values(digits, &signature);
         headers.insert(self.names.timestamp().clone(), timestamp);
-        headers.insert(self.names.signature().clone(), signature.to_header_value());
+        headers.insert(self.names.signature().clone(), signature_value);
         if headers.contains_key(CONTENT_LENGTH) {
             // A stale length would make the transport send something other than what was signed.
             headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
@@ -317,7 +315,7 @@ impl Config {
                 signature,
             },
         };
-        Ok((Request::from_parts(parts, SignedBody::from(body)), sent))
+        Ok(sent)
     }
 
     /// Learns from a response's status and headers (server-time sync), and explains a 401: the
@@ -360,6 +358,24 @@ impl fmt::Debug for Config {
             .field("server_time", &self.server_time)
             .finish_non_exhaustive()
     }
+}
+
+/// The timestamp and signature header values, sharing one allocation: both are written into
+/// one buffer on the stack, moved once to the heap, and sliced (where two `HeaderValue`s made
+/// separately would allocate twice, and `HeaderValue::from(u64)` twice on its own).
+fn header_values(digits: &str, signature: &Signature) -> (HeaderValue, HeaderValue) {
+    const DIGITS: usize = 20; // u64::MAX has 20 decimal digits.
+    let mut buf = [0u8; DIGITS + SIGNATURE_HEX_LEN];
+    let (head, tail) = buf.split_at_mut(DIGITS);
+    head[..digits.len()].copy_from_slice(digits.as_bytes());
+    hex::encode_to_slice(signature.as_bytes(), tail).expect("64 hex digits fit 64 bytes");
+    let shared = Bytes::from_owner(buf);
+    let timestamp = HeaderValue::from_maybe_shared(shared.slice(..digits.len()))
+        .expect("decimal digits are a valid header value");
+    let mut signature = HeaderValue::from_maybe_shared(shared.slice(DIGITS..))
+        .expect("hex digits are a valid header value");
+    signature.set_sensitive(true);
+    (timestamp, signature)
 }
 
 fn check_origin(uri: &Uri, origins: &[Origin]) -> Result<(), Error> {
@@ -474,6 +490,19 @@ mod tests {
             target_of("api.rampnow.io:443"),
             Err(ErrorKind::InvalidRequest)
         );
+    }
+
+    #[test]
+    fn header_values_carry_the_digits_and_the_lowercase_hex() {
+        let credentials = Credentials::new("k", "s").unwrap();
+        let signature = sign_parts(&credentials, b"5", b"GET", b"/", b"");
+        for digits in ["0", "5", "1764288000", "18446744073709551615"] {
+            let (timestamp, value) = header_values(digits, &signature);
+            assert_eq!(timestamp, digits);
+            assert!(!timestamp.is_sensitive());
+            assert_eq!(value, signature.to_string().as_str());
+            assert!(value.is_sensitive());
+        }
     }
 
     #[test]

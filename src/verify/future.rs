@@ -12,7 +12,7 @@ use pin_project_lite::pin_project;
 use tower::{BoxError, Service};
 
 use super::{Claim, VerifyConfig};
-use crate::body::{collect, into_bytes, CollectBody, SignedBody};
+use crate::body::{CollectBody, SignedBody};
 
 pin_project! {
     /// Response future of [`RampnowVerify`](super::RampnowVerify): reads the body, verifies,
@@ -57,7 +57,7 @@ where
         match config.check_headers(&parts.headers, body.size_hint().lower()) {
             Ok(claim) => ResponseFuture {
                 state: State::Collect {
-                    collect: collect(body, config.max_body_size),
+                    collect: CollectBody::new(body, config.max_body_size),
                 },
                 pending: Some(Pending {
                     parts,
@@ -97,7 +97,7 @@ where
                         mut inner,
                         config,
                     } = this.pending.take().expect("future polled after completion");
-                    let verified = into_bytes(collected)
+                    let verified = collected
                         .map_err(|failure| config.body_rejection(failure))
                         .and_then(|body| {
                             let key = config.check_signature(
