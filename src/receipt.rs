@@ -35,7 +35,8 @@
 use std::fmt;
 
 use bytes::Bytes;
-use http::{Method, Uri};
+use http::uri::PathAndQuery;
+use http::Method;
 use sha2::{Digest, Sha256};
 
 use crate::headers::HeaderNames;
@@ -124,7 +125,7 @@ impl fmt::Display for SigningReceipt {
 pub(crate) struct Seed {
     pub(crate) timestamp: u64,
     pub(crate) method: Method,
-    pub(crate) uri: Uri,
+    pub(crate) target: Option<PathAndQuery>,
     pub(crate) body: Bytes,
     pub(crate) signature: Signature,
 }
@@ -160,9 +161,9 @@ impl Seed {
             timestamp: self.timestamp,
             method: self.method,
             path_and_query: self
-                .uri
-                .path_and_query()
-                .map_or("/", http::uri::PathAndQuery::as_str)
+                .target
+                .as_ref()
+                .map_or("/", PathAndQuery::as_str)
                 .to_owned(),
             body_len: self.body.len(),
             body_sha256: BodySha256(&self.body).to_string(),

@@ -294,6 +294,9 @@ impl Config {
             "signed a Rampnow request"
         );
         let headers = &mut parts.headers;
+        // Looked up before the three inserts, and not at all in an empty map (the usual case).
+        let stale_length = !headers.is_empty() && headers.contains_key(CONTENT_LENGTH);
+        headers.reserve(3);
         headers.insert(
             self.names.api_key().clone(),
             credentials.header_value().clone(),
@@ -301,7 +304,7 @@ impl Config {
         let (timestamp, signature_value) = header_values(digits, &signature);
         headers.insert(self.names.timestamp().clone(), timestamp);
         headers.insert(self.names.signature().clone(), signature_value);
-        if headers.contains_key(CONTENT_LENGTH) {
+        if stale_length {
             // A stale length would make the transport send something other than what was signed.
             headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
         }
@@ -310,7 +313,7 @@ impl Config {
             seed: Seed {
                 timestamp: timestamp_secs,
                 method: parts.method.clone(),
-                uri: parts.uri.clone(),
+                target: parts.uri.path_and_query().cloned(),
                 body: body.clone(),
                 signature,
             },
