@@ -230,14 +230,33 @@ fn json_escape(text: &str) -> Cow<'_, str> {
 
 /// The API key that a request was verified with, in the extensions of the request the inner
 /// service receives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifiedApiKey(Box<str>);
+///
+/// It shares the key store's [`Credentials`] (a reference count, no copy of the key); `Debug`
+/// shows the key only.
+#[derive(Clone)]
+pub struct VerifiedApiKey(Credentials);
 
 impl VerifiedApiKey {
     /// The API key.
     #[must_use]
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.api_key()
+    }
+}
+
+impl PartialEq for VerifiedApiKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for VerifiedApiKey {}
+
+impl fmt::Debug for VerifiedApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("VerifiedApiKey")
+            .field(&self.as_str())
+            .finish()
     }
 }
 
@@ -409,7 +428,7 @@ impl VerifyConfig {
                 ));
             }
         }
-        Ok(VerifiedApiKey(claim.credentials.api_key().into()))
+        Ok(VerifiedApiKey(claim.credentials.clone()))
     }
 
     pub(crate) fn body_rejection(&self, failure: BodyFailure) -> Rejection {
