@@ -25,24 +25,19 @@
 //! cargo bench --bench signing -- --warm-up-time 1 --measurement-time 3
 //! ```
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::fmt::Debug;
-use std::future::{poll_fn, ready, Future, Ready};
+use std::future::{ready, Ready};
 use std::hint::black_box;
-use std::pin::{pin, Pin};
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use hmac::{Hmac, KeyInit, Mac};
 use http::{HeaderName, HeaderValue, Method, Request, Response, Uri};
-use http_body::{Body, Frame};
 use rampnow_auth::verify::RampnowVerifyLayer;
 use rampnow_auth::{Credentials, RampnowAuthLayer, SignedBody, Signer, SIGNATURE_HEX_LEN};
 use sha2::Sha256;
-use tower::{service_fn, Layer, Service};
+use tower::{service_fn, Layer};
 
 const API_KEY: &str = "ak_live_3f9a1c";
 const SECRET: &str = "pk_live_asjhdvcjahsgvjqhwcasdv";
@@ -56,6 +51,11 @@ const TIMESTAMP: u64 = 1764288000;
 const CHUNKS: usize = 16;
 
 /// The fixed clock given to the layer and used by the hand-written recipe.
+#[path = "../tests/support/in_memory.rs"]
+mod in_memory;
+
+use in_memory::{send, Chunked};
+
 fn clock() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(TIMESTAMP)
 }
@@ -86,34 +86,8 @@ impl Payload {
     }
 
     /// The pieces the body arrives in: slices of one buffer, so making them copies nothing.
-    fn pieces(&self) -> impl Iterator<Item = Bytes> + '_ {
-        let size = self.whole.len().div_ceil(self.chunks).max(1);
-        (0..self.whole.len())
-            .step_by(size)
-            .map(move |start| self.whole.slice(start..self.whole.len().min(start + size)))
-    }
-}
-
-/// A body that yields its bytes as several frames and does not know its size up front, like
-/// a streamed upload.
-struct Chunked {
-    chunks: VecDeque<Bytes>,
-}
-
-impl Body for Chunked {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(
-            self.get_mut()
-                .chunks
-                .pop_front()
-                .map(|c| Ok(Frame::data(c))),
-        )
+    fn pieces(&self) -> impl Iterator<Item = Bytes> {
+        Chunked::new(&self.whole, self.chunks).chunks.into_iter()
     }
 }
 
@@ -127,28 +101,6 @@ fn noop<B>(request: Request<B>) -> Ready<Result<Response<()>, Infallible>> {
 fn accept<B>(request: Request<B>) -> Ready<Result<Response<Bytes>, Infallible>> {
     drop(black_box(request));
     ready(Ok(Response::new(Bytes::new())))
-}
-
-/// Polls `future` once and returns its output; panics if it is not ready.
-fn poll_once<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("an in-memory request did not complete on its first poll"),
-    }
-}
-
-/// Sends one request through `service` (the same driver for `layer` and `baseline`).
-fn send<S, R>(service: &mut S, request: R) -> S::Response
-where
-    S: Service<R>,
-    S::Error: Debug,
-{
-    poll_once(poll_fn(|cx| service.poll_ready(cx))).expect("service ready");
-    poll_once(service.call(request)).expect("request sent")
 }
 
 /// `limit`: one HMAC over the message, from a prepared key, hex-encoded on the stack.

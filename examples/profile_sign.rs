@@ -1,36 +1,20 @@
 //! Runs one signed request through the layer (and one through the verifier) many times, for a
 //! profiler: `valgrind --tool=callgrind target/release/examples/profile_sign [sign|verify]`.
 use std::convert::Infallible;
-use std::future::{poll_fn, ready, Future};
+use std::future::ready;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{Request, Response};
 use rampnow_auth::verify::RampnowVerifyLayer;
 use rampnow_auth::{Credentials, RampnowAuthLayer, SignedBody};
-use tower::{service_fn, Layer, Service};
+use tower::{service_fn, Layer};
 
-fn poll_once<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("not ready"),
-    }
-}
+#[path = "../tests/support/in_memory.rs"]
+mod in_memory;
 
-fn send<S: Service<R>, R>(service: &mut S, request: R) -> S::Response
-where
-    S::Error: std::fmt::Debug,
-{
-    poll_once(poll_fn(|cx| service.poll_ready(cx))).unwrap();
-    poll_once(service.call(request)).unwrap()
-}
+use in_memory::send;
 
 fn main() {
     let uri = "https://api.rampnow.io/api/partner/v1/ext/ramp_order/quote?srcCurrency=USD&dstCurrency=BTC";

@@ -10,20 +10,17 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt::Debug;
-use std::future::{poll_fn, ready, Future, Ready};
-use std::pin::{pin, Pin};
-use std::task::{Context, Poll, Waker};
+use std::future::{ready, Ready};
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body::{Body, Frame};
+use http_body::Body;
 use http_body_util::Full;
 use rampnow_auth::{Credentials, RampnowAuthLayer, SignedBody};
-use tower::{service_fn, Layer, Service};
+use tower::{service_fn, Layer};
 
 /// Passes every call to [`System`], counting allocations made on a thread that is measuring.
 struct Counting;
@@ -99,6 +96,11 @@ fn measure<T>(f: impl FnOnce() -> T) -> Usage {
 const URI: &str =
     "https://api.rampnow.io/api/partner/v1/ext/ramp_order/quote?srcCurrency=USD&dstCurrency=BTC";
 
+#[path = "support/in_memory.rs"]
+mod in_memory;
+
+use in_memory::{send, Chunked};
+
 fn layer() -> RampnowAuthLayer {
     let credentials = Credentials::new("ak_live_3f9a1c", "pk_live_asjhdvcjahsgvjqhwcasdv").unwrap();
     RampnowAuthLayer::new(credentials).with_clock(|| UNIX_EPOCH + Duration::from_secs(1764288000))
@@ -107,61 +109,6 @@ fn layer() -> RampnowAuthLayer {
 /// The inner service: drops the request after checking it is signed, allocating nothing.
 fn noop<B>(request: Request<B>) -> Ready<Result<Response<usize>, Infallible>> {
     ready(Ok(Response::new(request.headers().len())))
-}
-
-/// A body of several frames and no size hint, like a streamed upload.
-struct Chunked {
-    chunks: VecDeque<Bytes>,
-}
-
-impl Chunked {
-    /// `data` in `n` frames (slices of `data`, so making them copies nothing).
-    fn new(data: &Bytes, n: usize) -> Chunked {
-        let size = data.len().div_ceil(n);
-        let chunks = (0..data.len())
-            .step_by(size)
-            .map(|start| data.slice(start..data.len().min(start + size)))
-            .collect();
-        Chunked { chunks }
-    }
-}
-
-impl Body for Chunked {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(
-            self.get_mut()
-                .chunks
-                .pop_front()
-                .map(|c| Ok(Frame::data(c))),
-        )
-    }
-}
-
-/// Polls `future` once and returns its output; panics if it is not ready.
-fn poll_once<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("an in-memory request did not complete on its first poll"),
-    }
-}
-
-fn send<S, R>(service: &mut S, request: R) -> S::Response
-where
-    S: Service<R>,
-    S::Error: Debug,
-{
-    poll_once(poll_fn(|cx| service.poll_ready(cx))).expect("service ready");
-    poll_once(service.call(request)).expect("request sent")
 }
 
 /// What the layer adds to sending one request: the request is built by `make` outside the

@@ -3,16 +3,12 @@
 
 mod common;
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use common::fixed_clock;
 use hmac::{Hmac, KeyInit, Mac};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body::{Body, Frame};
 use http_body_util::Full;
 use proptest::prelude::*;
 use rampnow_auth::verify::{RampnowVerifyLayer, Rejection};
@@ -21,32 +17,21 @@ use tower::{service_fn, Layer, ServiceExt};
 
 const NOW: u64 = 1_764_288_000;
 
-/// A body that yields the given chunks one by one (and says nothing of its size).
-struct Chunks(VecDeque<Bytes>);
+#[path = "support/in_memory.rs"]
+mod in_memory;
 
-impl Body for Chunks {
-    type Data = Bytes;
-    type Error = Infallible;
+use in_memory::Chunked;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.0.pop_front().map(|c| Ok(Frame::data(c))))
-    }
-}
-
-fn chunked(body: &[u8], cuts: &[usize]) -> Chunks {
+fn chunked(body: &[u8], cuts: &[usize]) -> Chunked {
     let mut points: Vec<usize> = cuts.iter().map(|c| c % (body.len() + 1)).collect();
     points.push(0);
     points.push(body.len());
     points.sort_unstable();
     points.dedup();
-    Chunks(
+    Chunked::from_pieces(
         points
             .windows(2)
-            .map(|w| Bytes::copy_from_slice(&body[w[0]..w[1]]))
-            .collect(),
+            .map(|w| Bytes::copy_from_slice(&body[w[0]..w[1]])),
     )
 }
 
@@ -101,7 +86,7 @@ async fn sign(
     names: HeaderNames,
     method: Method,
     target: &str,
-    body: Chunks,
+    body: Chunked,
 ) -> Request<SignedBody> {
     let echo =
         service_fn(
