@@ -133,7 +133,9 @@ fn signed_millis(a: SystemTime, b: SystemTime) -> i64 {
     }
 }
 
-fn shift(time: SystemTime, millis: i64) -> SystemTime {
+/// `time` moved `millis` milliseconds forward (or back, when negative); unchanged if that would
+/// leave `SystemTime`'s range.
+pub(crate) fn shift(time: SystemTime, millis: i64) -> SystemTime {
     let by = Duration::from_millis(millis.unsigned_abs());
     let shifted = if millis >= 0 {
         time.checked_add(by)

@@ -529,15 +529,8 @@ struct SkewedClock {
 
 impl Clock for SkewedClock {
     fn now(&self) -> SystemTime {
-        let now = self.base.now();
-        let skew = Duration::from_secs(self.skew_secs.unsigned_abs());
-        let skewed = if self.skew_secs >= 0 {
-            now.checked_add(skew)
-        } else {
-            now.checked_sub(skew)
-        };
-        // The skew is at most ten years (checked at start), so this cannot fail in practice.
-        skewed.unwrap_or(now)
+        // At most ten years (checked at start), so the milliseconds cannot overflow.
+        crate::sync::shift(self.base.now(), self.skew_secs.saturating_mul(1_000))
     }
 }
 

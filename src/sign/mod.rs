@@ -169,12 +169,7 @@ impl Origin {
     }
 
     fn of(scheme: &Scheme, authority: &Authority) -> Option<Origin> {
-        let port = match authority.port_u16() {
-            Some(port) => port,
-            None if *scheme == Scheme::HTTPS => 443,
-            None if *scheme == Scheme::HTTP => 80,
-            None => return None,
-        };
+        let port = port_of(scheme, authority)?;
         Some(Origin {
             scheme: scheme.clone(),
             host: authority.host().to_ascii_lowercase(),
@@ -185,20 +180,25 @@ impl Origin {
     fn matches(&self, uri: &Uri) -> bool {
         match (uri.scheme(), uri.authority()) {
             (Some(scheme), Some(authority)) => {
-                let port = authority.port_u16().or(if *scheme == Scheme::HTTPS {
-                    Some(443)
-                } else if *scheme == Scheme::HTTP {
-                    Some(80)
-                } else {
-                    None
-                });
                 *scheme == self.scheme
-                    && port == Some(self.port)
+                    && port_of(scheme, authority) == Some(self.port)
                     && authority.host().eq_ignore_ascii_case(&self.host)
             }
             _ => false,
         }
     }
+}
+
+/// The port a URI goes to: the explicit one, or the scheme's default (`None` for a scheme
+/// without one).
+fn port_of(scheme: &Scheme, authority: &Authority) -> Option<u16> {
+    authority.port_u16().or(if *scheme == Scheme::HTTPS {
+        Some(443)
+    } else if *scheme == Scheme::HTTP {
+        Some(80)
+    } else {
+        None
+    })
 }
 
 /// Configuration shared by a layer and every service it builds.
