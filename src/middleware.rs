@@ -134,19 +134,12 @@ impl RampnowMiddleware {
         // Taken, not cloned: on success they come back signed; on a refusal nothing is sent.
         parts.headers = std::mem::take(request.headers_mut());
 
-        let body = request.body().map(|body| body.as_bytes());
-        let body_len = match body {
-            None => 0,
-            Some(Some(bytes)) => bytes.len(),
-            // Checked below, after what the layer checks before reading a body.
-            Some(None) => 0,
-        };
-        self.config.prepare(&mut parts, body_len as u64)?;
-        let body = match body {
-            None => Bytes::new(),
-            Some(Some(bytes)) => Bytes::copy_from_slice(bytes),
-            Some(None) => return Err(streaming_body()),
-        };
+        // No body is an empty one; a streaming body has no bytes to sign (`None`), refused
+        // after what the layer checks before reading a body.
+        let body: Option<&[u8]> = request.body().map_or(Some(&[]), reqwest::Body::as_bytes);
+        self.config
+            .prepare(&mut parts, body.map_or(0, <[u8]>::len) as u64)?;
+        let body = Bytes::copy_from_slice(body.ok_or_else(streaming_body)?);
         check_same_target(request.url(), &parts.uri)?;
 
         let sent = self.config.sign(&mut parts, &body)?;
