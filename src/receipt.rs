@@ -121,7 +121,6 @@ impl fmt::Display for SigningReceipt {
 }
 
 /// What the middleware keeps of a signed request until its response arrives: cheap clones.
-#[derive(Debug)]
 pub(crate) struct Seed {
     pub(crate) timestamp: u64,
     pub(crate) method: Method,

@@ -214,7 +214,6 @@ pub(crate) struct Config {
 }
 
 /// What is kept of a signed request until its response arrives.
-#[derive(Debug)]
 pub(crate) struct Sent {
     /// The local clock when the request was signed, for server-time sync.
     pub(crate) at: SystemTime,
