@@ -17,14 +17,16 @@
 //! assert_eq!(body.as_bytes(), br#"{"srcCurrency":"USD"}"#);
 //! ```
 
+use std::any::Any;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::{Empty, Full};
 use pin_project_lite::pin_project;
 use tower::BoxError;
 
@@ -116,6 +118,47 @@ impl From<&'static [u8]> for SignedBody {
             data: Bytes::from_static(data),
         }
     }
+}
+
+/// The bytes of a body that is already in memory, taken without waiting: a [`SignedBody`], a
+/// `Full<Bytes>`, an `Empty<Bytes>` or a `String`, or any body that says it has ended. Any other
+/// body comes back as it was, to be read by [`CollectBody`].
+///
+/// This is how the signing layer signs such a body in `call`, without cloning the inner
+/// service or waiting on a future: the types are told apart by their `TypeId` (known when the
+/// code is compiled), and each of them hands out its bytes at once.
+pub(crate) fn in_memory<B: Body + 'static>(body: B) -> Result<Bytes, B> {
+    let mut slot = Some(body);
+    if let Some(bytes) = take_in_memory(&mut slot) {
+        return Ok(bytes);
+    }
+    match slot {
+        Some(body) if body.is_end_stream() => Ok(Bytes::new()),
+        Some(body) => Err(body),
+        // `take_in_memory` empties the slot only when it returns the bytes.
+        None => Ok(Bytes::new()),
+    }
+}
+
+fn take_in_memory(slot: &mut dyn Any) -> Option<Bytes> {
+    fn take<T: 'static>(slot: &mut dyn Any) -> Option<T> {
+        slot.downcast_mut::<Option<T>>().and_then(Option::take)
+    }
+    if let Some(body) = take::<SignedBody>(slot) {
+        return Some(body.into_bytes());
+    }
+    if let Some(mut body) = take::<Full<Bytes>>(slot) {
+        // `Full` yields its one frame on the first poll, and never waits.
+        let mut cx = Context::from_waker(Waker::noop());
+        return Some(match Pin::new(&mut body).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+            _ => Bytes::new(),
+        });
+    }
+    if let Some(body) = take::<String>(slot) {
+        return Some(Bytes::from(body));
+    }
+    take::<Empty<Bytes>>(slot).map(|_| Bytes::new())
 }
 
 /// Why a body could not be read whole.
@@ -307,6 +350,30 @@ mod tests {
 
     fn read(body: Frames, limit: usize) -> Result<Bytes, BodyFailure> {
         block_on(CollectBody::new(body, limit))
+    }
+
+    #[test]
+    fn bodies_in_memory_hand_out_their_bytes_without_a_copy() {
+        let data = Bytes::from(vec![7u8; 100]);
+        let taken = in_memory(SignedBody::from(data.clone())).unwrap();
+        assert_eq!(taken.as_ptr(), data.as_ptr());
+        let taken = in_memory(Full::new(data.clone())).unwrap();
+        assert_eq!(taken.as_ptr(), data.as_ptr());
+        assert_eq!(taken.len(), 100);
+        assert_eq!(in_memory(String::from("abc")).unwrap(), "abc");
+        assert_eq!(in_memory(Empty::<Bytes>::new()).unwrap(), "");
+        assert_eq!(in_memory(Full::new(Bytes::new())).unwrap(), "");
+        assert_eq!(in_memory(SignedBody::empty()).unwrap(), "");
+    }
+
+    #[test]
+    fn other_bodies_come_back_whole() {
+        let Err(body) = in_memory(data(&["ab", "cd"])) else {
+            panic!("a body of frames is not in memory")
+        };
+        assert_eq!(read(body, 4).unwrap(), "abcd");
+        // Same types with other data: not taken either.
+        assert!(in_memory(Full::new(&b"abc"[..])).is_err());
     }
 
     #[test]

@@ -119,7 +119,7 @@ impl RampnowMiddleware {
     /// Checks and signs `request` in place: the layer's `prepare` and `sign`, on reqwest's
     /// request.
     fn sign(&self, request: &mut Request) -> Result<Sent, Error> {
-        let uri: Uri = request.url().as_str().parse().map_err(|e| {
+        let mut uri: Uri = request.url().as_str().parse().map_err(|e| {
             Error::new(
                 ErrorKind::InvalidRequest,
                 "the request URL is not a valid HTTP request target, so nothing was signed or \
@@ -127,24 +127,16 @@ impl RampnowMiddleware {
             )
             .with_source(e)
         })?;
-        let (mut parts, ()) = http::Request::new(()).into_parts();
-        parts.method = request.method().clone();
-        parts.uri = uri;
-        parts.version = request.version();
-        // Taken, not cloned: on success they come back signed; on a refusal nothing is sent.
-        parts.headers = std::mem::take(request.headers_mut());
-
         // No body is an empty one; a streaming body has no bytes to sign (`None`), refused
         // after what the layer checks before reading a body.
         let body: Option<&[u8]> = request.body().map_or(Some(&[]), reqwest::Body::as_bytes);
+        let method = request.method().clone();
         self.config
-            .prepare(&mut parts, body.map_or(0, <[u8]>::len) as u64)?;
+            .prepare(&method, &mut uri, body.map_or(0, <[u8]>::len) as u64)?;
         let body = Bytes::copy_from_slice(body.ok_or_else(streaming_body)?);
-        check_same_target(request.url(), &parts.uri)?;
-
-        let sent = self.config.sign(&mut parts, &body)?;
-        *request.headers_mut() = parts.headers;
-        Ok(sent)
+        check_same_target(request.url(), &uri)?;
+        self.config
+            .sign(&method, &uri, request.headers_mut(), &body)
     }
 }
 
@@ -163,7 +155,7 @@ impl Middleware for RampnowMiddleware {
         let mut response = next.run(request, extensions).await?;
         if let Some(receipt) = self
             .config
-            .received(response.status(), response.headers(), sent)
+            .received(response.status(), response.headers(), &sent)
         {
             response.extensions_mut().insert(receipt);
         }

@@ -40,7 +40,7 @@ use http::Method;
 use sha2::{Digest, Sha256};
 
 use crate::headers::HeaderNames;
-use crate::signer::{Signature, SIGNATURE_HEX_LEN};
+use crate::signer::Signature;
 
 /// How many hex digits of the signature a receipt keeps.
 pub const RECEIPT_SIGNATURE_PREFIX: usize = 12;
@@ -120,13 +120,17 @@ impl fmt::Display for SigningReceipt {
     }
 }
 
-/// What the middleware keeps of a signed request until its response arrives: cheap clones.
+/// The bytes of the signature a receipt shows.
+pub(crate) const RECEIPT_SIGNATURE_BYTES: usize = RECEIPT_SIGNATURE_PREFIX / 2;
+
+/// What the middleware keeps of a signed request until its response arrives: cheap clones, and
+/// only the part of the signature a receipt shows (it is moved with every response future).
 pub(crate) struct Seed {
     pub(crate) timestamp: u64,
     pub(crate) method: Method,
     pub(crate) target: Option<PathAndQuery>,
     pub(crate) body: Bytes,
-    pub(crate) signature: Signature,
+    pub(crate) signature_head: [u8; RECEIPT_SIGNATURE_BYTES],
 }
 
 /// Displays the lowercase hex SHA-256 of a body, computed only when formatted.
@@ -145,20 +149,33 @@ impl fmt::Display for BodySha256<'_> {
 }
 
 /// Displays the first [`RECEIPT_SIGNATURE_PREFIX`] hex digits of a signature.
-pub(crate) struct SignaturePrefix<'a>(pub(crate) &'a Signature);
+pub(crate) struct SignaturePrefix<'a>(pub(crate) &'a [u8; RECEIPT_SIGNATURE_BYTES]);
+
+impl SignaturePrefix<'_> {
+    /// The bytes of `signature` a receipt shows.
+    pub(crate) fn head(signature: &Signature) -> [u8; RECEIPT_SIGNATURE_BYTES] {
+        let mut head = [0u8; RECEIPT_SIGNATURE_BYTES];
+        head.copy_from_slice(&signature.as_bytes()[..RECEIPT_SIGNATURE_BYTES]);
+        head
+    }
+}
 
 impl fmt::Display for SignaturePrefix<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut hex = [0u8; SIGNATURE_HEX_LEN];
-        f.write_str(&self.0.encode_hex(&mut hex)[..RECEIPT_SIGNATURE_PREFIX])
+        let mut hex = [0u8; RECEIPT_SIGNATURE_PREFIX];
+        let text = hex::encode_to_slice(self.0, &mut hex)
+            .ok()
+            .and_then(|()| std::str::from_utf8(&hex).ok())
+            .unwrap_or_default();
+        f.write_str(text)
     }
 }
 
 impl Seed {
-    pub(crate) fn into_receipt(self, header_names: &HeaderNames) -> SigningReceipt {
+    pub(crate) fn to_receipt(&self, header_names: &HeaderNames) -> SigningReceipt {
         SigningReceipt {
             timestamp: self.timestamp,
-            method: self.method,
+            method: self.method.clone(),
             path_and_query: self
                 .target
                 .as_ref()
@@ -167,7 +184,7 @@ impl Seed {
             body_len: self.body.len(),
             body_sha256: BodySha256(&self.body).to_string(),
             header_names: header_names.clone(),
-            signature_prefix: SignaturePrefix(&self.signature).to_string(),
+            signature_prefix: SignaturePrefix(&self.signature_head).to_string(),
         }
     }
 }

@@ -20,6 +20,11 @@ use rampnow_auth::{Credentials, RampnowAuthLayer, SignedBody};
 use tower::{service_fn, BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http::set_header::SetRequestHeaderLayer;
 
+#[path = "support/in_memory.rs"]
+mod in_memory;
+
+use in_memory::Chunked;
+
 fn credentials() -> Credentials {
     Credentials::new(common::API_KEY, common::SECRET).unwrap()
 }
@@ -153,18 +158,23 @@ async fn timeout_outside_the_layer_bounds_a_stalled_body() {
 }
 
 /// An inner service that panics when called without a successful `poll_ready` first; a clone
-/// is not ready.
+/// is not ready. It counts its calls and its clones, and keeps the signature of the last call.
 #[derive(Default)]
 struct Strict {
     ready: bool,
     calls: Arc<AtomicU64>,
+    clones: Arc<AtomicU64>,
+    last_signature: Arc<std::sync::Mutex<Option<HeaderValue>>>,
 }
 
 impl Clone for Strict {
     fn clone(&self) -> Self {
+        self.clones.fetch_add(1, Ordering::SeqCst);
         Strict {
             ready: false,
             calls: self.calls.clone(),
+            clones: self.clones.clone(),
+            last_signature: self.last_signature.clone(),
         }
     }
 }
@@ -179,10 +189,11 @@ impl Service<Request<SignedBody>> for Strict {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, _request: Request<SignedBody>) -> Self::Future {
+    fn call(&mut self, request: Request<SignedBody>) -> Self::Future {
         assert!(self.ready, "called without poll_ready");
         self.ready = false;
         self.calls.fetch_add(1, Ordering::SeqCst);
+        *self.last_signature.lock().unwrap() = request.headers().get("rn-access-sign").cloned();
         ready(Ok(Response::new(())))
     }
 }
@@ -221,6 +232,113 @@ async fn the_service_made_ready_is_the_one_called() {
     second.await.unwrap();
     first.await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+/// Sends `body` through a layer on a fixed clock into `strict`, checking that the inner service
+/// is called inside `call` (before the future is polled) exactly when `at_once` says so;
+/// returns the signature it got.
+async fn signature_through<B>(
+    service: &mut rampnow_auth::RampnowAuth<Strict>,
+    strict: &Strict,
+    body: B,
+    at_once: bool,
+) -> HeaderValue
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let before = strict.calls.load(Ordering::SeqCst);
+    ServiceExt::<Request<B>>::ready(&mut *service)
+        .await
+        .unwrap();
+    let request = Request::post("https://api.rampnow.io/api/x?a=1")
+        .body(body)
+        .unwrap();
+    let future = service.call(request);
+    let called_in_call = strict.calls.load(Ordering::SeqCst) == before + 1;
+    assert_eq!(called_in_call, at_once, "{}", std::any::type_name::<B>());
+    future.await.unwrap();
+    assert_eq!(strict.calls.load(Ordering::SeqCst), before + 1);
+    strict.last_signature.lock().unwrap().take().unwrap()
+}
+
+#[tokio::test]
+async fn bodies_in_memory_are_signed_in_call_without_cloning_the_inner_service() {
+    use http_body_util::{Empty, Full};
+
+    let strict = Strict::default();
+    let mut service = RampnowAuthLayer::new(credentials())
+        .with_clock(|| UNIX_EPOCH + Duration::from_secs(1_764_288_000))
+        .layer(Strict {
+            ready: false,
+            calls: strict.calls.clone(),
+            clones: strict.clones.clone(),
+            last_signature: strict.last_signature.clone(),
+        });
+    let json = r#"{"srcCurrency":"USD"}"#;
+    let expected = signature_through(&mut service, &strict, SignedBody::from(json), true).await;
+    let full = Full::new(Bytes::from(json));
+    assert_eq!(
+        signature_through(&mut service, &strict, full, true).await,
+        expected
+    );
+    let string = json.to_owned();
+    assert_eq!(
+        signature_through(&mut service, &strict, string, true).await,
+        expected
+    );
+    assert_eq!(
+        strict.clones.load(Ordering::SeqCst),
+        0,
+        "no clone for bodies in memory"
+    );
+
+    // The same bytes from a body that has to be read: signed alike, by a clone made ready.
+    let chunked = Chunked::new(&Bytes::from(json), 3);
+    assert_eq!(
+        signature_through(&mut service, &strict, chunked, false).await,
+        expected
+    );
+    assert_eq!(strict.clones.load(Ordering::SeqCst), 1);
+
+    // Empty bodies are signed at once too: of a known type, or any body that says it ended.
+    let empty = signature_through(&mut service, &strict, Empty::<Bytes>::new(), true).await;
+    assert_eq!(
+        signature_through(&mut service, &strict, SignedBody::empty(), true).await,
+        empty
+    );
+    assert_eq!(
+        signature_through(&mut service, &strict, Ended, true).await,
+        empty
+    );
+    // A body of no frames that does not say so is read like any other.
+    let no_frames = Chunked::from_pieces([]);
+    assert_eq!(
+        signature_through(&mut service, &strict, no_frames, false).await,
+        empty
+    );
+    assert_ne!(empty, expected);
+    assert_eq!(strict.clones.load(Ordering::SeqCst), 2);
+}
+
+/// A body that has ended before it is polled, and says so.
+struct Ended;
+
+impl http_body::Body for Ended {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        panic!("an ended body is not polled")
+    }
+
+    fn is_end_stream(&self) -> bool {
+        true
+    }
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
+use bytes::Bytes;
 use http::request::Parts;
 use http::{Request, Response};
 use http_body::Body;
@@ -20,57 +21,76 @@ pin_project! {
     pub struct ResponseFuture<B, S>
     where
         B: Body,
-        B::Error: Into<BoxError>,
         S: Service<Request<SignedBody>>,
     {
         #[pin]
-        state: State<CollectBody<B>, S::Future>,
-        pending: Option<Pending<S>>,
-        sent: Option<(Sent, Arc<Config>)>,
+        state: State<CollectBody<B>, S, S::Future>,
     }
 }
 
-/// What the signing step needs once the body is in.
-struct Pending<S> {
-    parts: Parts,
-    inner: S,
-    config: Arc<Config>,
-}
-
 pin_project! {
+    /// Each state holds only what it needs, so the future is no larger than its largest state
+    /// and nothing is moved twice.
     #[project = StateProj]
-    enum State<C, F> {
-        Collect { #[pin] collect: C },
-        Call { #[pin] future: F },
-        Failed { error: Option<Error> },
+    #[project_replace = StateOwn]
+    enum State<C, S, F> {
+        /// Reading the body; the request's head and the ready inner service wait beside it.
+        Collect { #[pin] collect: C, parts: Parts, inner: S, config: Arc<Config> },
+        /// Signed and sent; what the response is checked against waits beside it.
+        Call { #[pin] future: F, sent: Sent, config: Arc<Config> },
+        Failed { error: Error },
+        Done,
     }
 }
 
 impl<B, S> ResponseFuture<B, S>
 where
     B: Body,
-    B::Error: Into<BoxError>,
     S: Service<Request<SignedBody>>,
 {
-    pub(super) fn new(request: Request<B>, inner: S, config: Arc<Config>) -> Self {
-        let (mut parts, body) = request.into_parts();
-        match config.prepare(&mut parts, body.size_hint().lower()) {
-            Ok(()) => ResponseFuture {
-                state: State::Collect {
-                    collect: CollectBody::new(body, config.max_body_size),
-                },
-                pending: Some(Pending {
-                    parts,
-                    inner,
-                    config,
-                }),
-                sent: None,
+    /// The body must be read first: `inner` is the service made ready for this request.
+    pub(super) fn collect(
+        parts: Parts,
+        body: B,
+        inner: S,
+        config: Arc<Config>,
+    ) -> ResponseFuture<B, S> {
+        ResponseFuture {
+            state: State::Collect {
+                collect: CollectBody::new(body, config.max_body_size),
+                parts,
+                inner,
+                config,
             },
-            Err(error) => ResponseFuture {
-                state: State::Failed { error: Some(error) },
-                pending: None,
-                sent: None,
+        }
+    }
+
+    /// The body is in memory: signs and calls `inner` now.
+    pub(super) fn call_now(
+        mut parts: Parts,
+        body: Bytes,
+        inner: &mut S,
+        config: &Arc<Config>,
+    ) -> ResponseFuture<B, S> {
+        // The size hints of the in-memory bodies are exact, so `prepare` has checked this; it is
+        // checked again here so that no body type can get past the limit.
+        if body.len() > config.max_body_size {
+            return ResponseFuture::failed(config.body_too_large());
+        }
+        let state = match config.sign(&parts.method, &parts.uri, &mut parts.headers, &body) {
+            Ok(sent) => State::Call {
+                future: inner.call(Request::from_parts(parts, SignedBody::from(body))),
+                sent,
+                config: Arc::clone(config),
             },
+            Err(error) => State::Failed { error },
+        };
+        ResponseFuture { state }
+    }
+
+    pub(super) fn failed(error: Error) -> ResponseFuture<B, S> {
+        ResponseFuture {
+            state: State::Failed { error },
         }
     }
 }
@@ -85,55 +105,71 @@ where
     type Output = Result<Response<ResBody>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let mut state = self.project().state;
         loop {
-            match this.state.as_mut().project() {
-                StateProj::Collect { collect } => {
+            match state.as_mut().project() {
+                StateProj::Collect { collect, .. } => {
                     let collected = ready!(collect.poll(cx));
-                    let pending = this
-                        .pending
-                        .as_mut()
-                        .expect("future polled after completion");
-                    // The headers are set in place: `Parts` is large, and moving it costs more
-                    // than signing a small body.
+                    let StateOwn::Collect {
+                        mut parts,
+                        mut inner,
+                        config,
+                        ..
+                    } = state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("the state was Collect")
+                    };
                     let signed = collected
-                        .map_err(|failure| body_error(failure, &pending.config))
+                        .map_err(|failure| body_error(failure, &config))
                         .and_then(|body| {
-                            Ok((pending.config.sign(&mut pending.parts, &body)?, body))
+                            let sent = config.sign(
+                                &parts.method,
+                                &parts.uri,
+                                &mut parts.headers,
+                                &body,
+                            )?;
+                            Ok((sent, body))
                         });
                     match signed {
                         Ok((sent, body)) => {
-                            let Pending {
-                                parts,
-                                mut inner,
-                                config,
-                            } = this.pending.take().expect("checked above");
                             let future =
                                 inner.call(Request::from_parts(parts, SignedBody::from(body)));
-                            *this.sent = Some((sent, config));
-                            this.state.set(State::Call { future });
+                            state.set(State::Call {
+                                future,
+                                sent,
+                                config,
+                            });
                         }
-                        Err(error) => {
-                            *this.pending = None;
-                            this.state.set(State::Failed { error: None });
-                            return Poll::Ready(Err(error.into()));
-                        }
+                        Err(error) => return Poll::Ready(Err(error.into())),
                     }
                 }
-                StateProj::Call { future } => {
-                    let mut response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    if let Some((sent, config)) = this.sent.take() {
-                        let receipt = config.received(response.status(), response.headers(), sent);
-                        if let Some(receipt) = receipt {
-                            response.extensions_mut().insert(receipt);
+                StateProj::Call {
+                    future,
+                    sent,
+                    config,
+                } => {
+                    let result = ready!(future.poll(cx));
+                    let receipt = match &result {
+                        Ok(response) => {
+                            config.received(response.status(), response.headers(), sent)
                         }
+                        Err(_) => None,
+                    };
+                    state.set(State::Done);
+                    let mut response = result.map_err(Into::into)?;
+                    if let Some(receipt) = receipt {
+                        response.extensions_mut().insert(receipt);
                     }
                     return Poll::Ready(Ok(response));
                 }
-                StateProj::Failed { error } => {
-                    let error = error.take().expect("future polled after completion");
+                StateProj::Failed { .. } => {
+                    let StateOwn::Failed { error } = state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("the state was Failed")
+                    };
                     return Poll::Ready(Err(error.into()));
                 }
+                StateProj::Done => panic!("rampnow_auth::ResponseFuture polled after completion"),
             }
         }
     }
@@ -168,7 +204,6 @@ fn body_error(failure: BodyFailure, config: &Config) -> Error {
 impl<B, S> fmt::Debug for ResponseFuture<B, S>
 where
     B: Body,
-    B::Error: Into<BoxError>,
     S: Service<Request<SignedBody>>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -176,6 +211,7 @@ where
             State::Collect { .. } => "reading body",
             State::Call { .. } => "calling inner service",
             State::Failed { .. } => "failed",
+            State::Done => "done",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

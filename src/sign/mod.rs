@@ -5,8 +5,12 @@
 //! 1. refuses, before anything is read or sent, a URI whose scheme is not `https` (unless
 //!    [`allow_http`](RampnowAuthLayer::allow_http) is on), a target that is not a path, and a
 //!    method that is not in upper case;
-//! 2. reads the whole body, up to [`max_body_size`](RampnowAuthLayer::max_body_size) (a body
-//!    already in one piece is not copied);
+//! 2. reads the whole body, up to [`max_body_size`](RampnowAuthLayer::max_body_size). A body
+//!    already in memory — a [`SignedBody`](crate::SignedBody), an `http_body_util::Full<Bytes>`
+//!    or `Empty<Bytes>`, a `String`, or any body that says it has ended — is taken as it is,
+//!    without a copy, and signed in `call`: the inner service made ready for the request is
+//!    called at once, and is not cloned. Any other body is read by the response future, which
+//!    then calls a clone of the inner service (a body in several frames is copied once);
 //! 3. only then reads the clock, so a slow body never makes a stale signature;
 //! 4. signs the timestamp, the method, the request target exactly as it goes on the wire (an
 //!    absolute URI with no path is sent and signed as `/`; the query is kept byte for byte) and
@@ -76,17 +80,16 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http::header::CONTENT_LENGTH;
-use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use crate::clock::{unix_seconds, Clock, SystemClock};
 use crate::credentials::Credentials;
 use crate::error::{Error, ErrorKind};
 use crate::headers::HeaderNames;
-use crate::receipt::{Seed, SigningReceipt};
+use crate::receipt::{Seed, SignaturePrefix, SigningReceipt};
 use crate::signer::{sign_parts, Signature, SIGNATURE_HEX_LEN};
 use crate::sync::ServerTime;
 
@@ -235,13 +238,18 @@ impl Config {
 
     /// Checks what can be checked before the body is read, and puts the request target in the
     /// form it will go on the wire (starting with `/`), so that what is signed is what is sent.
-    pub(crate) fn prepare(&self, parts: &mut Parts, body_lower_bound: u64) -> Result<(), Error> {
-        check_scheme(&parts.uri, self.allow_http)?;
+    pub(crate) fn prepare(
+        &self,
+        method: &Method,
+        uri: &mut Uri,
+        body_lower_bound: u64,
+    ) -> Result<(), Error> {
+        check_scheme(uri, self.allow_http)?;
         if let Some(origins) = &self.origins {
-            check_origin(&parts.uri, origins)?;
+            check_origin(uri, origins)?;
         }
-        normalize_target(&mut parts.uri)?;
-        let method = parts.method.as_str();
+        normalize_target(uri)?;
+        let method = method.as_str();
         if method.bytes().any(|b| b.is_ascii_lowercase()) {
             return Err(Error::new(
                 ErrorKind::InvalidRequest,
@@ -258,8 +266,15 @@ impl Config {
     }
 
     /// Signs the request whose body has been read, setting its headers in place; returns what
-    /// is kept for the response (server-time sync, receipt).
-    pub(crate) fn sign(&self, parts: &mut Parts, body: &Bytes) -> Result<Sent, Error> {
+    /// is kept for the response (server-time sync, receipt). Works on the request's pieces, so
+    /// the request itself (or its `Parts`) is not moved to be signed.
+    pub(crate) fn sign(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &mut HeaderMap,
+        body: &Bytes,
+    ) -> Result<Sent, Error> {
         let at = self.clock.now();
         let now = match &self.server_time {
             Some(server_time) => server_time.correct(at),
@@ -268,13 +283,13 @@ impl Config {
         let timestamp_secs = unix_seconds(now)?;
         let mut digits = itoa::Buffer::new();
         let digits = digits.format(timestamp_secs);
-        let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        let target = uri.path_and_query().map_or("/", PathAndQuery::as_str);
         // One snapshot: the key header and the signature come from the same credentials.
         let credentials = self.credentials.load();
         let signature = sign_parts(
             &credentials,
             digits.as_bytes(),
-            parts.method.as_str().as_bytes(),
+            method.as_str().as_bytes(),
             target.as_bytes(),
             body,
         );
@@ -282,27 +297,23 @@ impl Config {
         tracing::debug!(
             target: "rampnow_auth",
             timestamp = timestamp_secs,
-            method = %parts.method,
+            method = %method,
             path_and_query = target,
             body_len = body.len(),
             body_sha256 = %crate::receipt::BodySha256(body),
             api_key_header = %self.names.api_key(),
             timestamp_header = %self.names.timestamp(),
             signature_header = %self.names.signature(),
-            signature = %crate::receipt::SignaturePrefix(&signature),
+            signature = %SignaturePrefix(&SignaturePrefix::head(&signature)),
             "signed a Rampnow request"
         );
-        let headers = &mut parts.headers;
         // Looked up before the three inserts, and not at all in an empty map (the usual case).
         let stale_length = !headers.is_empty() && headers.contains_key(CONTENT_LENGTH);
-        headers.reserve(3);
-        headers.insert(
-            self.names.api_key().clone(),
-            credentials.header_value().clone(),
-        );
-        let (timestamp, signature_value) = header_values(digits, &signature);
-        headers.insert(self.names.timestamp().clone(), timestamp);
-        headers.insert(self.names.signature().clone(), signature_value);
+        let [api_key, timestamp, signature_name] = self.names.to_owned_names();
+        let (timestamp_value, signature_value) = header_values(digits, &signature);
+        headers.insert(api_key, credentials.header_value().clone());
+        headers.insert(timestamp, timestamp_value);
+        headers.insert(signature_name, signature_value);
         if stale_length {
             // A stale length would make the transport send something other than what was signed.
             headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
@@ -311,10 +322,10 @@ impl Config {
             at,
             seed: Seed {
                 timestamp: timestamp_secs,
-                method: parts.method.clone(),
-                target: parts.uri.path_and_query().cloned(),
+                method: method.clone(),
+                target: uri.path_and_query().cloned(),
                 body: body.clone(),
-                signature,
+                signature_head: SignaturePrefix::head(&signature),
             },
         };
         Ok(sent)
@@ -328,12 +339,12 @@ impl Config {
         &self,
         status: StatusCode,
         headers: &HeaderMap,
-        sent: Sent,
+        sent: &Sent,
     ) -> Option<SigningReceipt> {
         if let Some(server_time) = &self.server_time {
             server_time.observe(headers, sent.at, self.clock.now());
         }
-        (status == StatusCode::UNAUTHORIZED).then(|| sent.seed.into_receipt(&self.names))
+        (status == StatusCode::UNAUTHORIZED).then(|| sent.seed.to_receipt(&self.names))
     }
 
     pub(crate) fn body_too_large(&self) -> Error {
@@ -371,11 +382,13 @@ fn header_values(digits: &str, signature: &Signature) -> (HeaderValue, HeaderVal
     let (head, tail) = buf.split_at_mut(DIGITS);
     head[..digits.len()].copy_from_slice(digits.as_bytes());
     hex::encode_to_slice(signature.as_bytes(), tail).expect("64 hex digits fit 64 bytes");
-    let shared = Bytes::from_owner(buf);
-    let timestamp = HeaderValue::from_maybe_shared(shared.slice(..digits.len()))
+    let mut shared = Bytes::from_owner(buf);
+    // One reference count more for the timestamp; the signature keeps the original.
+    let timestamp = HeaderValue::from_maybe_shared(shared.split_to(digits.len()))
         .expect("decimal digits are a valid header value");
-    let mut signature = HeaderValue::from_maybe_shared(shared.slice(DIGITS..))
-        .expect("hex digits are a valid header value");
+    shared.advance(DIGITS - digits.len());
+    let mut signature =
+        HeaderValue::from_maybe_shared(shared).expect("hex digits are a valid header value");
     signature.set_sensitive(true);
     (timestamp, signature)
 }

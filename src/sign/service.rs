@@ -6,13 +6,16 @@ use http_body::Body;
 use tower::{BoxError, Service};
 
 use super::{Config, RampnowAuthLayer, ResponseFuture};
-use crate::body::SignedBody;
+use crate::body::{in_memory, SignedBody};
 use crate::credentials::Credentials;
 
 /// Middleware that signs each request with Rampnow credentials, then calls the inner service.
 ///
 /// Usually built by [`RampnowAuthLayer`]; see [the module docs](crate::sign) for what it does
 /// to each request.
+///
+/// The request body type must be `'static` (as hyper-util's client requires too): that is how
+/// the service recognizes a body already in memory and signs it without waiting.
 #[derive(Clone, Debug)]
 pub struct RampnowAuth<S> {
     inner: S,
@@ -54,7 +57,7 @@ impl<S, B, ResBody> Service<Request<B>> for RampnowAuth<S>
 where
     S: Service<Request<SignedBody>, Response = Response<ResBody>> + Clone,
     S::Error: Into<BoxError>,
-    B: Body,
+    B: Body + 'static,
     B::Error: Into<BoxError>,
 {
     type Response = S::Response;
@@ -66,10 +69,23 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        let (mut parts, body) = request.into_parts();
+        let lower = body.size_hint().lower();
+        if let Err(error) = self.config.prepare(&parts.method, &mut parts.uri, lower) {
+            return ResponseFuture::failed(error);
+        }
+        let body = match in_memory(body) {
+            // Nothing to wait for: sign now and call the service made ready for this request,
+            // with no clone of it.
+            Ok(bytes) => {
+                return ResponseFuture::call_now(parts, bytes, &mut self.inner, &self.config)
+            }
+            Err(body) => body,
+        };
         // The body is read before the inner service is called, so the service that was made
         // ready is moved into the future and a clone (not ready) takes its place.
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::new(request, ready, self.config.clone())
+        ResponseFuture::collect(parts, body, ready, Arc::clone(&self.config))
     }
 }
