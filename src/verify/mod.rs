@@ -274,7 +274,10 @@ pub(crate) struct VerifyConfig {
 /// What the headers claim, checked as far as it can be before the body is read.
 pub(crate) struct Claim {
     credentials: Credentials,
-    timestamp: HeaderValue,
+    /// The timestamp header's digits as received (they are signed as sent, leading zeros
+    /// included), kept inline rather than as a clone of the header value.
+    digits: [u8; MAX_TIMESTAMP_DIGITS],
+    digits_len: usize,
     seconds: u64,
     now: u64,
     signature: Signature,
@@ -298,16 +301,28 @@ impl VerifyConfig {
         headers: &HeaderMap,
         body_lower_bound: u64,
     ) -> Result<Claim, Rejection> {
-        let names = self
-            .names
-            .iter()
-            .find(|n| {
-                headers.contains_key(n.api_key())
-                    || headers.contains_key(n.timestamp())
-                    || headers.contains_key(n.signature())
-            })
-            .unwrap_or(&self.names[0]);
-        let api_key = one(headers, names.api_key())?;
+        // The header set in use is the one whose API key header is there (one lookup for the
+        // usual request); without any, the one with any of its headers, for the message.
+        let found = self.names.iter().find_map(|names| {
+            let mut values = headers.get_all(names.api_key()).iter();
+            values
+                .next()
+                .map(|first| (names, first, values.next().is_some()))
+        });
+        let (names, api_key) = match found {
+            Some((names, value, false)) => (names, value),
+            Some((names, _, true)) => return Err(duplicate(names.api_key())),
+            None => {
+                let names = self
+                    .names
+                    .iter()
+                    .find(|n| {
+                        headers.contains_key(n.timestamp()) || headers.contains_key(n.signature())
+                    })
+                    .unwrap_or(&self.names[0]);
+                return Err(missing(names.api_key()));
+            }
+        };
         let timestamp = one(headers, names.timestamp())?;
         let signature = one(headers, names.signature())?;
 
@@ -385,9 +400,12 @@ impl VerifyConfig {
         if body_lower_bound > self.max_body_size as u64 {
             return Err(self.body_rejection(BodyFailure::TooLarge));
         }
+        let mut inline = [0u8; MAX_TIMESTAMP_DIGITS];
+        inline[..digits.len()].copy_from_slice(digits);
         Ok(Claim {
             credentials,
-            timestamp: timestamp.clone(),
+            digits: inline,
+            digits_len: digits.len(),
             seconds,
             now,
             signature,
@@ -405,7 +423,7 @@ impl VerifyConfig {
         let target = target.map_or("/", PathAndQuery::as_str);
         let expected = sign_parts(
             &claim.credentials,
-            claim.timestamp.as_bytes(),
+            &claim.digits[..claim.digits_len],
             method.as_str().as_bytes(),
             target.as_bytes(),
             body,
@@ -457,15 +475,26 @@ fn one<'h>(headers: &'h HeaderMap, name: &http::HeaderName) -> Result<&'h Header
     let mut values = headers.get_all(name).iter();
     match (values.next(), values.next()) {
         (Some(value), None) => Ok(value),
-        (None, _) => Err(Rejection::new(
-            RejectionKind::MissingHeader,
-            format!("the {name} header is missing; every Rampnow request carries the API key, timestamp and signature headers"),
-        )),
-        (Some(_), Some(_)) => Err(Rejection::new(
-            RejectionKind::DuplicateHeader,
-            format!("the {name} header is sent more than once; send it exactly once"),
-        )),
+        (None, _) => Err(missing(name)),
+        (Some(_), Some(_)) => Err(duplicate(name)),
     }
+}
+
+fn missing(name: &http::HeaderName) -> Rejection {
+    Rejection::new(
+        RejectionKind::MissingHeader,
+        format!(
+            "the {name} header is missing; every Rampnow request carries the API key, timestamp \
+             and signature headers"
+        ),
+    )
+}
+
+fn duplicate(name: &http::HeaderName) -> Rejection {
+    Rejection::new(
+        RejectionKind::DuplicateHeader,
+        format!("the {name} header is sent more than once; send it exactly once"),
+    )
 }
 
 impl fmt::Debug for VerifyConfig {
