@@ -127,38 +127,39 @@ impl From<&'static [u8]> for SignedBody {
 /// This is how the signing layer signs such a body in `call`, without cloning the inner
 /// service or waiting on a future: the types are told apart by their `TypeId` (known when the
 /// code is compiled), and each of them hands out its bytes at once.
+#[inline]
 pub(crate) fn in_memory<B: Body + 'static>(body: B) -> Result<Bytes, B> {
     let mut slot = Some(body);
-    if let Some(bytes) = take_in_memory(&mut slot) {
-        return Ok(bytes);
-    }
-    match slot {
-        Some(body) if body.is_end_stream() => Ok(Bytes::new()),
-        Some(body) => Err(body),
-        // `take_in_memory` empties the slot only when it returns the bytes.
-        None => Ok(Bytes::new()),
-    }
-}
-
-fn take_in_memory(slot: &mut dyn Any) -> Option<Bytes> {
-    fn take<T: 'static>(slot: &mut dyn Any) -> Option<T> {
-        slot.downcast_mut::<Option<T>>().and_then(Option::take)
-    }
-    if let Some(body) = take::<SignedBody>(slot) {
-        return Some(body.into_bytes());
-    }
-    if let Some(mut body) = take::<Full<Bytes>>(slot) {
+    // Each `take` compares two `TypeId`s that are known when `B` is, so all but one branch
+    // (or all of them) compile away.
+    let any: &mut dyn Any = &mut slot;
+    let bytes = if let Some(body) = take::<SignedBody>(any) {
+        body.into_bytes()
+    } else if let Some(mut body) = take::<Full<Bytes>>(any) {
         // `Full` yields its one frame on the first poll, and never waits.
         let mut cx = Context::from_waker(Waker::noop());
-        return Some(match Pin::new(&mut body).poll_frame(&mut cx) {
+        match Pin::new(&mut body).poll_frame(&mut cx) {
             Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
             _ => Bytes::new(),
-        });
-    }
-    if let Some(body) = take::<String>(slot) {
-        return Some(Bytes::from(body));
-    }
-    take::<Empty<Bytes>>(slot).map(|_| Bytes::new())
+        }
+    } else if let Some(body) = take::<String>(any) {
+        Bytes::from(body)
+    } else if take::<Empty<Bytes>>(any).is_some() {
+        Bytes::new()
+    } else {
+        return match slot {
+            Some(body) if body.is_end_stream() => Ok(Bytes::new()),
+            Some(body) => Err(body),
+            // Not reached: the slot is emptied only by a `take` that matched, above.
+            None => Ok(Bytes::new()),
+        };
+    };
+    Ok(bytes)
+}
+
+#[inline]
+fn take<T: 'static>(slot: &mut dyn Any) -> Option<T> {
+    slot.downcast_mut::<Option<T>>().and_then(Option::take)
 }
 
 /// Why a body could not be read whole.
