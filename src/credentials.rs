@@ -19,6 +19,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use hmac::block_api::HmacCore;
 use hmac::{Hmac, KeyInit};
 use http::HeaderValue;
 use sha2::Sha256;
@@ -26,6 +27,8 @@ use sha2::Sha256;
 use crate::error::{Error, ErrorKind};
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
+/// The block-level HMAC-SHA256 state inside [`HmacSha256`]: what is cloned per signature.
+pub(crate) type HmacSha256Core = HmacCore<Sha256>;
 
 /// The environment variable [`Credentials::from_env`] reads the API key from.
 pub const API_KEY_ENV: &str = "RAMPNOW_API_KEY";
@@ -46,7 +49,7 @@ struct Inner {
     header: HeaderValue,
     /// HMAC-SHA256 keyed with the secret; cloned for every signature. Zeroized on drop (the
     /// `zeroize` feature of `hmac` and `sha2`).
-    mac: HmacSha256,
+    mac: HmacSha256Core,
 }
 
 impl Credentials {
@@ -102,7 +105,7 @@ impl Credentials {
         let mut header = HeaderValue::from_str(&api_key)
             .map_err(|_| invalid("the Rampnow API key cannot be sent in a header"))?;
         header.set_sensitive(true);
-        let mac = HmacSha256::new_from_slice(secret)
+        let mac = HmacSha256Core::new_from_slice(secret)
             .map_err(|_| invalid("the Rampnow API secret cannot key HMAC-SHA256"))?;
         Ok(Credentials {
             inner: Arc::new(Inner {
@@ -147,7 +150,7 @@ impl Credentials {
     }
 
     /// The keyed HMAC state, to clone for one signature.
-    pub(crate) fn mac(&self) -> &HmacSha256 {
+    pub(crate) fn mac(&self) -> &HmacSha256Core {
         &self.inner.mac
     }
 }
