@@ -35,7 +35,7 @@ pub struct HeaderNames {
 /// The presets' names as constants, which the signing path writes into each request without
 /// cloning (a `HeaderName` clone goes through `Bytes`' vtable and costs about 25 ns a name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Preset {
+pub(crate) enum Preset {
     Rn,
     XRampnow,
     Custom,
@@ -127,6 +127,21 @@ impl HeaderNames {
     #[must_use]
     pub fn signature(&self) -> &HeaderName {
         &self.signature
+    }
+
+    /// Which preset these names are, or `Preset::Custom`.
+    pub(crate) fn preset(&self) -> Preset {
+        self.preset
+    }
+
+    /// The names of a preset; `None` for `Preset::Custom`, whose names only its `HeaderNames`
+    /// knows.
+    pub(crate) fn of_preset(preset: Preset) -> Option<HeaderNames> {
+        match preset {
+            Preset::Rn => Some(HeaderNames::RN),
+            Preset::XRampnow => Some(HeaderNames::X_RAMPNOW),
+            Preset::Custom => None,
+        }
     }
 
     /// The three names, owned, to insert into a request: made from constants for the presets,

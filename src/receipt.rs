@@ -39,7 +39,7 @@ use http::uri::PathAndQuery;
 use http::Method;
 use sha2::{Digest, Sha256};
 
-use crate::headers::HeaderNames;
+use crate::headers::{HeaderNames, Preset};
 use crate::signer::Signature;
 
 /// How many hex digits of the signature a receipt keeps.
@@ -131,6 +131,8 @@ pub(crate) struct Seed {
     pub(crate) target: Option<PathAndQuery>,
     pub(crate) body: Bytes,
     pub(crate) signature_head: [u8; RECEIPT_SIGNATURE_BYTES],
+    /// The header names used, when they are a preset (a receipt then needs no configuration).
+    pub(crate) names: Preset,
 }
 
 /// Displays the lowercase hex SHA-256 of a body, computed only when formatted.

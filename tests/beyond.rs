@@ -19,6 +19,9 @@ use rampnow_auth::{Credentials, Error, ErrorKind, RampnowAuthLayer, SignedBody, 
 use tower::{service_fn, BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http::set_header::SetResponseHeaderLayer;
 
+#[path = "support/in_memory.rs"]
+mod in_memory;
+
 fn credentials() -> Credentials {
     Credentials::new(common::API_KEY, common::SECRET).unwrap()
 }
@@ -383,6 +386,55 @@ async fn a_401_carries_a_receipt_of_what_was_signed_and_a_200_does_not() {
         .unwrap();
     assert_eq!(ok.status(), StatusCode::OK);
     assert!(ok.extensions().get::<SigningReceipt>().is_none());
+}
+
+#[tokio::test]
+async fn receipts_name_the_header_set_used_and_the_signature_sent() {
+    use rampnow_auth::HeaderNames;
+    let refuse = tower::service_fn(|request: Request<SignedBody>| async move {
+        // Answers 401 and hands back every header it got, to compare with the receipt.
+        let mut response = http::Response::new(request.headers().clone());
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        Ok::<_, std::convert::Infallible>(response)
+    });
+    let custom = HeaderNames::new("My-Key", "My-Time", "My-Sign").unwrap();
+    let layers = [
+        (RampnowAuthLayer::new(credentials()), HeaderNames::RN),
+        (
+            RampnowAuthLayer::new(credentials()).header_names(HeaderNames::X_RAMPNOW),
+            HeaderNames::X_RAMPNOW,
+        ),
+        (
+            RampnowAuthLayer::new(credentials()).header_names(custom.clone()),
+            custom,
+        ),
+        // Server-time sync keeps the configuration for every response.
+        (
+            RampnowAuthLayer::new(credentials()).sync_server_time(),
+            HeaderNames::RN,
+        ),
+    ];
+    for (layer, names) in layers {
+        let post = Request::post("/x?y=1")
+            .body(SignedBody::from("{}"))
+            .unwrap();
+        // A body read by the response future (two frames) goes the other way to the receipt.
+        let chunked = Request::post("/x?y=1")
+            .body(in_memory::Chunked::new(&Bytes::from("{}"), 2))
+            .unwrap();
+        let response = layer.layer(refuse).oneshot(chunked).await.unwrap();
+        let receipt = response.extensions().get::<SigningReceipt>().unwrap();
+        assert_eq!(receipt.header_names(), &names);
+        assert_eq!(receipt.body_len(), 2);
+        for request in [get("/x?y=1"), post] {
+            let response = layer.layer(refuse).oneshot(request).await.unwrap();
+            let receipt = response.extensions().get::<SigningReceipt>().unwrap();
+            assert_eq!(receipt.header_names(), &names);
+            let sent = response.body()[names.signature()].to_str().unwrap();
+            assert_eq!(receipt.signature_prefix(), &sent[..12]);
+            assert_eq!(receipt.path_and_query(), "/x?y=1");
+        }
+    }
 }
 
 mod against_the_sandbox {

@@ -37,7 +37,7 @@ pin_project! {
         /// Reading the body; the request's head and the ready inner service wait beside it.
         Collect { #[pin] collect: C, parts: Parts, inner: S, config: Arc<Config> },
         /// Signed and sent; what the response is checked against waits beside it.
-        Call { #[pin] future: F, sent: Sent, config: Arc<Config> },
+        Call { #[pin] future: F, sent: Sent, config: Option<Arc<Config>> },
         Failed { error: Error },
         Done,
     }
@@ -81,7 +81,7 @@ where
             Ok(sent) => State::Call {
                 future: inner.call(Request::from_parts(parts, SignedBody::from(body))),
                 sent,
-                config: Arc::clone(config),
+                config: config.for_response(),
             },
             Err(error) => State::Failed { error },
         };
@@ -137,7 +137,7 @@ where
                             state.set(State::Call {
                                 future,
                                 sent,
-                                config,
+                                config: config.into_for_response(),
                             });
                         }
                         Err(error) => return Poll::Ready(Err(error.into())),
@@ -150,9 +150,12 @@ where
                 } => {
                     let result = ready!(future.poll(cx));
                     let receipt = match &result {
-                        Ok(response) => {
-                            config.received(response.status(), response.headers(), sent)
-                        }
+                        Ok(response) => match config {
+                            Some(config) => {
+                                config.received(response.status(), response.headers(), sent)
+                            }
+                            None => sent.receipt(response.status()),
+                        },
                         Err(_) => None,
                     };
                     state.set(State::Done);

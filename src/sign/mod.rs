@@ -88,7 +88,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use crate::clock::{unix_seconds, Clock, SystemClock};
 use crate::credentials::Credentials;
 use crate::error::{Error, ErrorKind};
-use crate::headers::HeaderNames;
+use crate::headers::{HeaderNames, Preset};
 use crate::receipt::{Seed, SignaturePrefix, SigningReceipt};
 use crate::signer::{sign_parts, Signature, SIGNATURE_HEX_LEN};
 use crate::sync::ServerTime;
@@ -223,6 +223,18 @@ pub(crate) struct Sent {
     pub(crate) seed: Seed,
 }
 
+impl Sent {
+    /// A 401's receipt, when the configuration was not kept (see [`Config::for_response`]):
+    /// the header names are then a preset.
+    pub(crate) fn receipt(&self, status: StatusCode) -> Option<SigningReceipt> {
+        if status != StatusCode::UNAUTHORIZED {
+            return None;
+        }
+        let names = HeaderNames::of_preset(self.seed.names)?;
+        Some(self.seed.to_receipt(&names))
+    }
+}
+
 impl Config {
     pub(crate) fn new(credentials: Credentials) -> Config {
         Config {
@@ -326,6 +338,7 @@ impl Config {
                 target: uri.path_and_query().cloned(),
                 body: body.clone(),
                 signature_head: SignaturePrefix::head(&signature),
+                names: self.names.preset(),
             },
         };
         Ok(sent)
@@ -345,6 +358,23 @@ impl Config {
             server_time.observe(headers, sent.at, self.clock.now());
         }
         (status == StatusCode::UNAUTHORIZED).then(|| sent.seed.to_receipt(&self.names))
+    }
+
+    /// The configuration, when a response has something to tell it or needs it: server-time
+    /// sync is on, or a 401's receipt needs custom header names. Otherwise `None`, and the
+    /// response future keeps no reference to the configuration (an `Arc` clone that every
+    /// thread sending requests would contend for).
+    pub(crate) fn for_response(self: &Arc<Config>) -> Option<Arc<Config>> {
+        self.needed_by_responses().then(|| Arc::clone(self))
+    }
+
+    /// [`Config::for_response`], from an `Arc` the caller no longer needs.
+    pub(crate) fn into_for_response(self: Arc<Config>) -> Option<Arc<Config>> {
+        self.needed_by_responses().then_some(self)
+    }
+
+    fn needed_by_responses(&self) -> bool {
+        self.server_time.is_some() || self.names.preset() == Preset::Custom
     }
 
     pub(crate) fn body_too_large(&self) -> Error {
