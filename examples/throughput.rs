@@ -14,7 +14,8 @@
 //! other programs leave free, so it says more steadily what signing costs.
 //!
 //! ```text
-//! cargo run --release --example throughput
+//! cargo run --release --example throughput        # 8 rounds, about 5 seconds
+//! cargo run --release --example throughput -- 40  # 40 rounds, a steadier median
 //! ```
 //!
 //! Client and server share the machine, so the numbers say how much signing slows a client
@@ -44,7 +45,8 @@ const CONCURRENCY: usize = 32;
 /// Requests per mode per round, shared out between the tasks as they go.
 const REQUESTS: usize = 10_000;
 /// Rounds of all modes, after one warm-up round that is not counted: short rounds, many
-/// times, so a change in the machine's load falls on every mode alike.
+/// times, so a change in the machine's load falls on every mode alike. The first command-line
+/// argument sets another number (more rounds, a steadier median on a busy machine).
 const ROUNDS: usize = 8;
 /// A run that takes longer than this has hung: stop with an error rather than wait.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -68,6 +70,16 @@ const MODES: [Mode; 3] = [Mode::Unsigned, Mode::Headers, Mode::Signed];
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    let rounds = match std::env::args().nth(1) {
+        Some(arg) => arg
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                format!("the number of rounds must be a whole number above 0, not {arg:?}")
+            })?,
+        None => ROUNDS,
+    };
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let with_signature = Counters::default();
@@ -98,7 +110,7 @@ async fn main() -> Result<(), BoxError> {
     let body = Bytes::from(body_of(200));
 
     println!(
-        "{REQUESTS} requests per mode per round, {CONCURRENCY} concurrent, {ROUNDS} rounds \
+        "{REQUESTS} requests per mode per round, {CONCURRENCY} concurrent, {rounds} rounds \
          (after one warm-up round), 200-byte POST bodies, server on {address}"
     );
     println!(
@@ -119,7 +131,7 @@ async fn main() -> Result<(), BoxError> {
     let mut totals = [Spent::default(); MODES.len()];
     // signed / unsigned throughput, headers only / unsigned throughput, per round.
     let mut ratios = (Vec::new(), Vec::new());
-    for round in 0..=ROUNDS {
+    for round in 0..=rounds {
         let mut spent = [Spent::default(); MODES.len()];
         // Rotate which mode goes first, so that none always runs on a warmer machine.
         for i in 0..MODES.len() {
@@ -144,12 +156,12 @@ async fn main() -> Result<(), BoxError> {
         print_row(&label, spent, REQUESTS);
     }
 
-    let expected = 2 * (ROUNDS + 1) * REQUESTS;
+    let expected = 2 * (rounds + 1) * REQUESTS;
     let seen = with_signature.total();
     if seen != expected {
         return Err(format!("the server saw {seen} signature headers, expected {expected}").into());
     }
-    print_row("total", totals, ROUNDS * REQUESTS);
+    print_row("total", totals, rounds * REQUESTS);
     let [unsigned, headers, signed] = totals.map(|s| s.wall.as_secs_f64());
     println!(
         "throughput: signed / unsigned = {:.3}; headers only / unsigned = {:.3}; \
@@ -165,7 +177,7 @@ async fn main() -> Result<(), BoxError> {
         median(ratios.1),
     );
     if let [Some(unsigned), Some(headers), Some(signed)] = totals.map(|s| s.cpu) {
-        let per_request = |cpu: Duration| cpu.as_secs_f64() * 1e6 / (ROUNDS * REQUESTS) as f64;
+        let per_request = |cpu: Duration| cpu.as_secs_f64() * 1e6 / (rounds * REQUESTS) as f64;
         println!(
             "CPU per request: signing adds {:.2} µs, of which {:.2} µs is carrying the headers",
             per_request(signed) - per_request(unsigned),
