@@ -5,6 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{Extensions, Uri};
+use http_body_util::BodyExt;
 use reqwest::{Request, Response, Url};
 use reqwest_middleware::{Middleware, Next};
 
@@ -36,7 +37,7 @@ use crate::sign::{Config, Sent};
 ///    [`SigningReceipt`](crate::SigningReceipt) to the extensions of a `401` response
 ///    ([`reqwest::Response::extensions`]).
 ///
-/// The body is copied once, to sign it (reqwest lends its bytes only by reference).
+/// The body is not copied: its bytes are taken out of the request, signed, and put back.
 ///
 /// # Errors
 ///
@@ -118,7 +119,7 @@ impl RampnowMiddleware {
 
     /// Checks and signs `request` in place: the layer's `prepare` and `sign`, on reqwest's
     /// request.
-    fn sign(&self, request: &mut Request) -> Result<Sent, Error> {
+    async fn sign(&self, request: &mut Request) -> Result<Sent, Error> {
         let mut uri: Uri = request.url().as_str().parse().map_err(|e| {
             Error::new(
                 ErrorKind::InvalidRequest,
@@ -129,12 +130,26 @@ impl RampnowMiddleware {
         })?;
         // No body is an empty one; a streaming body has no bytes to sign (`None`), refused
         // after what the layer checks before reading a body.
-        let body: Option<&[u8]> = request.body().map_or(Some(&[]), reqwest::Body::as_bytes);
+        let len = request
+            .body()
+            .map_or(Some(0), |body| body.as_bytes().map(<[u8]>::len));
         let method = request.method().clone();
         self.config
-            .prepare(&method, &mut uri, body.map_or(0, <[u8]>::len) as u64)?;
-        let body = Bytes::copy_from_slice(body.ok_or_else(streaming_body)?);
+            .prepare(&method, &mut uri, len.unwrap_or(0) as u64)?;
+        if len.is_none() {
+            return Err(streaming_body());
+        }
         check_same_target(request.url(), &uri)?;
+        let body = match request.body_mut().take() {
+            // A body of bytes is one frame, ready at once: its `Bytes` (not a copy) go back into
+            // the request, and to the receipt's seed.
+            Some(body) => {
+                let bytes = body.collect().await.map_err(body_error)?.to_bytes();
+                *request.body_mut() = Some(reqwest::Body::from(bytes.clone()));
+                bytes
+            }
+            None => Bytes::new(),
+        };
         self.config
             .sign(&method, &uri, request.headers_mut(), &body)
     }
@@ -151,6 +166,7 @@ impl Middleware for RampnowMiddleware {
     ) -> reqwest_middleware::Result<Response> {
         let sent = self
             .sign(&mut request)
+            .await
             .map_err(reqwest_middleware::Error::middleware)?;
         let mut response = next.run(request, extensions).await?;
         if let Some(receipt) = self
@@ -161,6 +177,17 @@ impl Middleware for RampnowMiddleware {
         }
         Ok(response)
     }
+}
+
+fn body_error(error: reqwest::Error) -> Error {
+    Error::new(
+        ErrorKind::Body,
+        format!(
+            "failed to read the request body ({error}), so nothing was signed or sent; give \
+             reqwest the body as bytes and send again"
+        ),
+    )
+    .with_source(error)
 }
 
 fn streaming_body() -> Error {
@@ -194,11 +221,34 @@ fn check_same_target(url: &Url, uri: &Uri) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
 
     #[test]
     fn middleware_is_clone_debug_send_sync() {
         fn assert<T: Clone + std::fmt::Debug + Send + Sync + 'static>() {}
         assert::<RampnowMiddleware>();
+    }
+
+    #[test]
+    fn the_body_is_signed_and_sent_without_a_copy() {
+        let layer = crate::RampnowAuthLayer::new(crate::Credentials::new("k", "s").unwrap());
+        let middleware = layer.reqwest_middleware();
+        let data = Bytes::from(vec![b'x'; 1000]);
+        let url = Url::parse("https://api.rampnow.io/a").unwrap();
+        let mut request = Request::new(reqwest::Method::POST, url);
+        *request.body_mut() = Some(reqwest::Body::from(data.clone()));
+        let sent = {
+            let future = std::pin::pin!(middleware.sign(&mut request));
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let std::task::Poll::Ready(sent) = future.poll(&mut cx) else {
+                panic!("a body of bytes is signed without waiting")
+            };
+            sent.unwrap()
+        };
+        assert_eq!(sent.seed.body.as_ptr(), data.as_ptr());
+        let sent_body = request.body().and_then(reqwest::Body::as_bytes).unwrap();
+        assert_eq!(sent_body.as_ptr(), data.as_ptr());
+        assert!(request.headers().contains_key("rn-access-sign"));
     }
 
     #[test]
