@@ -219,7 +219,14 @@ where
         loop {
             let frame = match ready!(this.body.as_mut().poll_frame(cx)) {
                 Some(Ok(frame)) => frame,
-                Some(Err(error)) => return Poll::Ready(Err(BodyFailure::Failed(error.into()))),
+                Some(Err(error)) => {
+                    let error = error.into();
+                    // A body that limits itself (`http_body_util::Limited`) is too large, too.
+                    if error.is::<http_body_util::LengthLimitError>() {
+                        return Poll::Ready(Err(BodyFailure::TooLarge));
+                    }
+                    return Poll::Ready(Err(BodyFailure::Failed(error)));
+                }
                 None => break,
             };
             match frame.into_data() {
@@ -410,6 +417,13 @@ mod tests {
         let trailers = Frame::trailers(http::HeaderMap::new());
         let body = Frames([Ok(trailers), Ok(Frame::data(Bytes::from("abc")))].into());
         assert!(matches!(read(body, 2), Err(BodyFailure::TooLarge)));
+    }
+
+    #[test]
+    fn a_body_that_limits_itself_is_too_large() {
+        let limited = http_body_util::Limited::new(data(&["abc", "def"]), 4);
+        let read = block_on(CollectBody::new(limited, 100));
+        assert!(matches!(read, Err(BodyFailure::TooLarge)), "{read:?}");
     }
 
     #[test]

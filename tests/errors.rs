@@ -160,6 +160,14 @@ async fn body_over_the_limit_is_refused_whether_its_size_is_known_or_not() {
         "max_body_size",
     )
     .await;
+    // A body that limits itself below the layer's limit: too large all the same.
+    let (mut tx, body) = Channel::<Bytes>::new(4);
+    tx.send_data(Bytes::from(vec![1u8; 11])).await.unwrap();
+    drop(tx);
+    let limited = Request::post("https://api.rampnow.io/x")
+        .body(http_body_util::Limited::new(body, 5))
+        .unwrap();
+    refused(layer(), limited, ErrorKind::BodyTooLarge, "max_body_size").await;
 }
 
 #[derive(Debug)]

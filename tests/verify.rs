@@ -412,6 +412,16 @@ async fn bodies_over_the_limit_get_413_and_failing_bodies_400() {
         (StatusCode::PAYLOAD_TOO_LARGE, 0)
     );
 
+    // A body that limits itself, as a server framework's body limit does: too large, too.
+    let limited = http_body_util::Limited::new(SignedBody::from(body), 10);
+    let mut req = Request::post(target).body(limited).unwrap();
+    *req.headers_mut() = headers.clone();
+    let (response, calls) = verify(verifier(), req).await;
+    assert_eq!(
+        (response.status(), calls),
+        (StatusCode::PAYLOAD_TOO_LARGE, 0)
+    );
+
     let (mut tx, failing) = Channel::<Bytes, std::io::Error>::new(4);
     tx.send_data(Bytes::from_static(b"xx")).await.unwrap();
     tx.abort(std::io::Error::other("connection reset"));

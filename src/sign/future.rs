@@ -190,10 +190,6 @@ fn body_error(failure: BodyFailure, config: &Config) -> Error {
         }
         BodyFailure::Failed(error) => error,
     };
-    // A body that limits itself (`http_body_util::Limited`) is too large, too.
-    if error.is::<http_body_util::LengthLimitError>() {
-        return config.body_too_large();
-    }
     Error::new(
         ErrorKind::Body,
         format!(
