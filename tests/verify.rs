@@ -16,7 +16,7 @@ use http_body_util::channel::Channel;
 use http_body_util::{BodyExt, Full};
 use rampnow_auth::verify::{RampnowVerifyLayer, Rejection, RejectionKind, VerifiedApiKey};
 use rampnow_auth::{Credentials, HeaderNames, RampnowAuthLayer, SignedBody, Signer};
-use tower::{service_fn, BoxError, Layer, ServiceExt};
+use tower::{service_fn, BoxError, Layer, Service, ServiceExt};
 
 const NOW: u64 = 1_764_288_000;
 
@@ -597,5 +597,74 @@ async fn round_trip_for_every_body_size_and_chunking() {
     assert_eq!(
         body_text(response).await,
         format!("{}:10000", common::API_KEY)
+    );
+}
+
+/// An inner service that counts how many times it is cloned.
+struct CountClones<S> {
+    inner: S,
+    clones: Arc<AtomicUsize>,
+}
+
+impl<S: Clone> Clone for CountClones<S> {
+    fn clone(&self) -> Self {
+        self.clones.fetch_add(1, Ordering::SeqCst);
+        CountClones {
+            inner: self.inner.clone(),
+            clones: self.clones.clone(),
+        }
+    }
+}
+
+impl<S, R> tower::Service<R> for CountClones<S>
+where
+    S: tower::Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> S::Future {
+        self.inner.call(request)
+    }
+}
+
+#[tokio::test]
+async fn a_request_refused_on_its_headers_does_not_clone_the_inner_service() {
+    let clones = Arc::new(AtomicUsize::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut service = verifier().layer(CountClones {
+        inner: app(calls.clone()),
+        clones: clones.clone(),
+    });
+    let unsigned = Request::get("/api/x").body(SignedBody::empty()).unwrap();
+    let response = ServiceExt::<Request<SignedBody>>::ready(&mut service)
+        .await
+        .unwrap()
+        .call(unsigned)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(clones.load(Ordering::SeqCst), 0);
+
+    let headers = signed_headers(&NOW.to_string(), &Method::GET, "/api/x", b"");
+    let signed = request(headers, Method::GET, "/api/x", b"");
+    let response = ServiceExt::<Request<SignedBody>>::ready(&mut service)
+        .await
+        .unwrap()
+        .call(signed)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        (clones.load(Ordering::SeqCst), calls.load(Ordering::SeqCst)),
+        (1, 1)
     );
 }

@@ -20,58 +20,61 @@ pin_project! {
     pub struct ResponseFuture<B, S, ResBody>
     where
         B: Body,
-        B::Error: Into<BoxError>,
         S: Service<Request<SignedBody>, Response = Response<ResBody>>,
     {
         #[pin]
-        state: State<CollectBody<B>, S::Future, ResBody>,
-        pending: Option<Pending<S>>,
+        state: State<CollectBody<B>, S, S::Future, ResBody>,
     }
 }
 
-struct Pending<S> {
-    parts: Parts,
-    claim: Claim,
-    inner: S,
-    config: Arc<VerifyConfig>,
-}
-
 pin_project! {
+    /// Each state holds only what it needs, as in the signer's future.
     #[project = StateProj]
-    enum State<C, F, R> {
-        Collect { #[pin] collect: C },
+    #[project_replace = StateOwn]
+    enum State<C, S, F, R> {
+        /// Reading the body; the request's head, its checked headers and the ready inner
+        /// service wait beside it.
+        Collect {
+            #[pin] collect: C,
+            parts: Parts,
+            claim: Claim,
+            inner: S,
+            config: Arc<VerifyConfig>,
+        },
         Call { #[pin] future: F },
-        Refused { response: Option<Response<R>> },
+        Refused { response: Response<R> },
+        Done,
     }
 }
 
 impl<B, S, ResBody> ResponseFuture<B, S, ResBody>
 where
     B: Body,
-    B::Error: Into<BoxError>,
     S: Service<Request<SignedBody>, Response = Response<ResBody>>,
-    ResBody: From<Bytes>,
 {
-    pub(super) fn new(request: Request<B>, inner: S, config: Arc<VerifyConfig>) -> Self {
-        let (parts, body) = request.into_parts();
-        match config.check_headers(&parts.headers, body.size_hint().lower()) {
-            Ok(claim) => ResponseFuture {
-                state: State::Collect {
-                    collect: CollectBody::new(body, config.max_body_size),
-                },
-                pending: Some(Pending {
-                    parts,
-                    claim,
-                    inner,
-                    config,
-                }),
+    /// Headers checked: reads the body, then verifies; `inner` is the service made ready.
+    pub(super) fn collect(
+        parts: Parts,
+        body: B,
+        claim: Claim,
+        inner: S,
+        config: Arc<VerifyConfig>,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Collect {
+                collect: CollectBody::new(body, config.max_body_size),
+                parts,
+                claim,
+                inner,
+                config,
             },
-            Err(rejection) => ResponseFuture {
-                state: State::Refused {
-                    response: Some(rejection.into_response()),
-                },
-                pending: None,
-            },
+        }
+    }
+
+    /// Refused before the body was read.
+    pub(super) fn refused(response: Response<ResBody>) -> Self {
+        ResponseFuture {
+            state: State::Refused { response },
         }
     }
 }
@@ -86,22 +89,26 @@ where
     type Output = Result<Response<ResBody>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let mut state = self.project().state;
         loop {
-            match this.state.as_mut().project() {
-                StateProj::Collect { collect } => {
+            match state.as_mut().project() {
+                StateProj::Collect { collect, .. } => {
                     let collected = ready!(collect.poll(cx));
-                    let Pending {
+                    let StateOwn::Collect {
                         mut parts,
                         claim,
                         mut inner,
                         config,
-                    } = this.pending.take().expect("future polled after completion");
+                        ..
+                    } = state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("the state was Collect")
+                    };
                     let verified = collected
                         .map_err(|failure| config.body_rejection(failure))
                         .and_then(|body| {
                             let key = config.check_signature(
-                                &claim,
+                                claim,
                                 &parts.method,
                                 parts.uri.path_and_query(),
                                 &body,
@@ -112,20 +119,24 @@ where
                         Ok((key, body)) => {
                             parts.extensions.insert(key);
                             let request = Request::from_parts(parts, SignedBody::from(body));
-                            this.state.set(State::Call {
+                            state.set(State::Call {
                                 future: inner.call(request),
                             });
                         }
-                        Err(rejection) => {
-                            this.state.set(State::Refused { response: None });
-                            return Poll::Ready(Ok(rejection.into_response()));
-                        }
+                        Err(rejection) => return Poll::Ready(Ok(rejection.into_response())),
                     }
                 }
                 StateProj::Call { future } => return future.poll(cx),
-                StateProj::Refused { response } => {
-                    let response = response.take().expect("future polled after completion");
+                StateProj::Refused { .. } => {
+                    let StateOwn::Refused { response } =
+                        state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("the state was Refused")
+                    };
                     return Poll::Ready(Ok(response));
+                }
+                StateProj::Done => {
+                    panic!("rampnow_auth::verify::ResponseFuture polled after completion")
                 }
             }
         }
@@ -135,7 +146,6 @@ where
 impl<B, S, ResBody> fmt::Debug for ResponseFuture<B, S, ResBody>
 where
     B: Body,
-    B::Error: Into<BoxError>,
     S: Service<Request<SignedBody>, Response = Response<ResBody>>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -143,6 +153,7 @@ where
             State::Collect { .. } => "reading body",
             State::Call { .. } => "calling inner service",
             State::Refused { .. } => "refused",
+            State::Done => "done",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

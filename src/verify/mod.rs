@@ -415,7 +415,7 @@ impl VerifyConfig {
     /// Checks the signature over the request as received, then the replay memory.
     pub(crate) fn check_signature(
         &self,
-        claim: &Claim,
+        claim: Claim,
         method: &http::Method,
         target: Option<&PathAndQuery>,
         body: &[u8],
@@ -446,7 +446,7 @@ impl VerifyConfig {
                 ));
             }
         }
-        Ok(VerifiedApiKey(claim.credentials.clone()))
+        Ok(VerifiedApiKey(claim.credentials))
     }
 
     pub(crate) fn body_rejection(&self, failure: BodyFailure) -> Rejection {

@@ -58,9 +58,20 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        // The service made ready is the one called, after the body is read.
-        let clone = self.inner.clone();
-        let ready = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::new(request, ready, self.config.clone())
+        let (parts, body) = request.into_parts();
+        // The headers are checked first: a refusal needs no inner service, and keeps the one
+        // made ready for the next request.
+        match self
+            .config
+            .check_headers(&parts.headers, body.size_hint().lower())
+        {
+            Err(rejection) => ResponseFuture::refused(rejection.into_response()),
+            Ok(claim) => {
+                // The service made ready is the one called, after the body is read.
+                let clone = self.inner.clone();
+                let ready = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::collect(parts, body, claim, ready, Arc::clone(&self.config))
+            }
+        }
     }
 }
