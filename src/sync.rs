@@ -110,15 +110,18 @@ impl ServerTime {
             recent.pop_front();
         }
         recent.push_back(sample);
-        let mut sorted: Vec<i64> = recent.iter().copied().collect();
+        // Sorted on the stack: no allocation per response.
+        let mut buffer = [0i64; SAMPLES];
+        let n = recent.len();
+        let sorted = &mut buffer[..n];
+        for (slot, sample) in sorted.iter_mut().zip(recent.iter()) {
+            *slot = *sample;
+        }
         sorted.sort_unstable();
-        let n = sorted.len();
         let median = if n % 2 == 1 {
             sorted[n / 2]
         } else {
-            let mean = (i128::from(sorted[n / 2 - 1]) + i128::from(sorted[n / 2])) / 2;
-            // The mean of two i64 always fits in an i64.
-            i64::try_from(mean).unwrap_or_default()
+            sorted[n / 2 - 1].midpoint(sorted[n / 2])
         };
         self.state.offset_ms.store(median, Ordering::Relaxed);
         self.state.count.fetch_add(1, Ordering::Relaxed);
@@ -209,6 +212,20 @@ mod tests {
         sync.observe(&date(9_000), at(1_000), at(1_000));
         assert_eq!(sync.offset(), 10_500);
         assert_eq!(sync.samples(), 5);
+    }
+
+    #[test]
+    fn an_even_count_takes_the_middle_two_rounded_toward_zero() {
+        let sync = ServerTime::new();
+        for sample in [-7, -2, 5, 9] {
+            sync.record(sample);
+        }
+        // The middle two, -2 and 5, average 1.5, taken as 1; -7 and -2 would give -4.
+        assert_eq!(sync.offset(), 1);
+        let sync = ServerTime::new();
+        sync.record(-7);
+        sync.record(-2);
+        assert_eq!(sync.offset(), -4);
     }
 
     #[test]
