@@ -53,6 +53,9 @@ impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
 }
 
 /// Whole seconds since the Unix epoch, or a [`ErrorKind::Clock`] error for a time before it.
+/// The most decimal digits a timestamp can have: `u64::MAX` has 20.
+pub(crate) const MAX_TIMESTAMP_DIGITS: usize = 20;
+
 pub(crate) fn unix_seconds(time: SystemTime) -> Result<u64, Error> {
     time.duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs())

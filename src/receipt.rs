@@ -140,13 +140,7 @@ pub(crate) struct BodySha256<'a>(pub(crate) &'a [u8]);
 
 impl fmt::Display for BodySha256<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut hex = [0u8; 64];
-        let digest = Sha256::digest(self.0);
-        let text = hex::encode_to_slice(digest, &mut hex)
-            .ok()
-            .and_then(|()| std::str::from_utf8(&hex).ok())
-            .unwrap_or_default();
-        f.write_str(text)
+        write_hex::<64>(f, &Sha256::digest(self.0))
     }
 }
 
@@ -164,13 +158,19 @@ impl SignaturePrefix<'_> {
 
 impl fmt::Display for SignaturePrefix<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut hex = [0u8; RECEIPT_SIGNATURE_PREFIX];
-        let text = hex::encode_to_slice(self.0, &mut hex)
-            .ok()
-            .and_then(|()| std::str::from_utf8(&hex).ok())
-            .unwrap_or_default();
-        f.write_str(text)
+        write_hex::<RECEIPT_SIGNATURE_PREFIX>(f, self.0)
     }
+}
+
+/// Writes `bytes` as lowercase hex through a buffer of `N` bytes on the stack (`N` is twice
+/// their length; anything else writes nothing).
+fn write_hex<const N: usize>(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    let mut hex = [0u8; N];
+    let text = hex::encode_to_slice(bytes, &mut hex)
+        .ok()
+        .and_then(|()| std::str::from_utf8(&hex).ok())
+        .unwrap_or_default();
+    f.write_str(text)
 }
 
 impl Seed {

@@ -80,23 +80,13 @@ impl Signer {
         body: &[u8],
     ) -> Signature {
         let mut digits = itoa::Buffer::new();
-        self.sign_parts(
+        sign_parts(
+            &self.credentials,
             digits.format(timestamp).as_bytes(),
             method.as_str().as_bytes(),
             path_and_query.as_bytes(),
             body,
         )
-    }
-
-    /// Signs already-encoded parts: the timestamp exactly as in its header.
-    pub(crate) fn sign_parts(
-        &self,
-        timestamp: &[u8],
-        method: &[u8],
-        target: &[u8],
-        body: &[u8],
-    ) -> Signature {
-        sign_parts(&self.credentials, timestamp, method, target, body)
     }
 }
 

@@ -85,7 +85,7 @@ use http::header::CONTENT_LENGTH;
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
-use crate::clock::{unix_seconds, Clock, SystemClock};
+use crate::clock::{unix_seconds, Clock, SystemClock, MAX_TIMESTAMP_DIGITS};
 use crate::credentials::Credentials;
 use crate::error::{Error, ErrorKind};
 use crate::headers::{HeaderNames, Preset};
@@ -412,7 +412,7 @@ impl fmt::Debug for Config {
 /// one buffer on the stack, moved once to the heap, and sliced (where two `HeaderValue`s made
 /// separately would allocate twice, and `HeaderValue::from(u64)` twice on its own).
 fn header_values(digits: &str, signature: &Signature) -> (HeaderValue, HeaderValue) {
-    const DIGITS: usize = 20; // u64::MAX has 20 decimal digits.
+    const DIGITS: usize = MAX_TIMESTAMP_DIGITS;
     let mut buf = [0u8; DIGITS + SIGNATURE_HEX_LEN];
     let (head, tail) = buf.split_at_mut(DIGITS);
     head[..digits.len()].copy_from_slice(digits.as_bytes());

@@ -76,7 +76,7 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::body::BodyFailure;
-use crate::clock::{unix_seconds, Clock, SystemClock};
+use crate::clock::{unix_seconds, Clock, SystemClock, MAX_TIMESTAMP_DIGITS};
 use crate::credentials::Credentials;
 use crate::headers::HeaderNames;
 use crate::keys::KeyStore;
@@ -85,9 +85,6 @@ use replay::ReplayCache;
 
 /// The default [`tolerance`](RampnowVerifyLayer::tolerance): 60 seconds, as Rampnow's.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(60);
-
-/// The longest timestamp accepted, in digits (`u64::MAX` has 20).
-const MAX_TIMESTAMP_DIGITS: usize = 20;
 
 /// Why a request was refused. Attached to the refusal's response extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
