@@ -102,11 +102,20 @@ impl Credentials {
                  from a file); trim it before passing it, or every signature will be rejected",
             ));
         }
-        let mut header = HeaderValue::from_str(&api_key)
-            .map_err(|_| invalid("the Rampnow API key cannot be sent in a header"))?;
+        let mut header = HeaderValue::from_str(&api_key).map_err(|_| {
+            invalid(
+                "the Rampnow API key cannot be sent in a header; pass the key exactly as the \
+                     Rampnow Partner Dashboard shows it",
+            )
+        })?;
         header.set_sensitive(true);
-        let mac = HmacSha256Core::new_from_slice(secret)
-            .map_err(|_| invalid("the Rampnow API secret cannot key HMAC-SHA256"))?;
+        let mac = HmacSha256Core::new_from_slice(secret).map_err(|_| {
+            // HMAC takes a key of any length, so this does not happen.
+            invalid(
+                "the Rampnow API secret cannot key HMAC-SHA256; this is a bug in \
+                     rampnow-auth, please report it (without the secret)",
+            )
+        })?;
         Ok(Credentials {
             inner: Arc::new(Inner {
                 api_key: api_key.into_boxed_str(),

@@ -171,7 +171,10 @@ impl QuoteInput {
             let value = form_decode(value).ok_or_else(|| {
                 bad(
                     "invalid_parameter",
-                    format!("the query parameter {name} is not valid percent-encoded UTF-8"),
+                    format!(
+                        "the query parameter {name} is not valid percent-encoded UTF-8; \
+                         percent-encode each byte as % and two hex digits, such as %20 for a space"
+                    ),
                 )
             })?;
             *slot = Some(value);
@@ -321,9 +324,10 @@ fn form_decode(value: &str) -> Option<String> {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
+                // Exactly two hex digits (`from_str_radix` would also take a sign, as in `%+F`).
+                let mut byte = [0u8; 1];
+                hex::decode_to_slice(bytes.get(i + 1..i + 3)?, &mut byte).ok()?;
+                out.push(byte[0]);
                 i += 2;
             }
             b => out.push(b),
@@ -433,6 +437,10 @@ mod tests {
         assert!(QuoteInput::from_query("srcAmount=%4").is_err());
         assert_eq!(form_decode("a+b%20c").as_deref(), Some("a b c"));
         assert_eq!(form_decode("%ff"), None);
+        assert_eq!(form_decode("%4A%4a").as_deref(), Some("JJ"));
+        // A sign is not a hex digit.
+        assert_eq!(form_decode("%+F"), None);
+        assert_eq!(form_decode("%-1"), None);
     }
 
     #[test]

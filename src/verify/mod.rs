@@ -355,7 +355,9 @@ impl VerifyConfig {
         let now = unix_seconds(self.clock.now()).map_err(|_| {
             Rejection::new(
                 RejectionKind::ServerClock,
-                "the server's clock reads a time before 1970, so no timestamp can be checked",
+                "the server's clock reads a time before 1970, so no timestamp can be checked; this \
+                 is the server's fault: send the request again once its operator has fixed the \
+                 server's clock",
             )
         })?;
         // Digits only, so the one failure left is a value past u64::MAX: far in the future.
@@ -388,7 +390,8 @@ impl VerifyConfig {
                 Rejection::new(
                     RejectionKind::InvalidSignature,
                     format!(
-                        "the {} header must be the 64 hex digits of an HMAC-SHA256",
+                        "the {} header must be the 64 hex digits of the HMAC-SHA256, keyed with the API \
+                         secret, of timestamp + METHOD + path and query + body, as sent",
                         names.signature()
                     ),
                 )
@@ -451,7 +454,8 @@ impl VerifyConfig {
             BodyFailure::TooLarge => Rejection::new(
                 RejectionKind::BodyTooLarge,
                 format!(
-                    "the request body is larger than this server's limit of {} bytes",
+                    "the request body is larger than this server's limit of {} bytes; send a smaller \
+                     body",
                     self.max_body_size
                 ),
             ),
