@@ -573,13 +573,27 @@ async fn layer_table() {
     for case in layer_cases() {
         let calls = Arc::new(AtomicUsize::new(0));
         let counted = calls.clone();
-        let inner = service_fn(move |_req: Request<SignedBody>| {
+        // Checks what it is sent as a server would: the signature over the target it gets.
+        let inner = service_fn(move |req: Request<SignedBody>| {
             counted.fetch_add(1, Ordering::SeqCst);
-            async { Ok::<_, Infallible>(Response::new(())) }
+            let target = req.uri().path_and_query().map_or("", |pq| pq.as_str());
+            let checked = common::check(
+                common::RN,
+                NOW,
+                req.method().as_str(),
+                target,
+                req.headers(),
+                req.body().as_bytes(),
+            );
+            async { Ok::<_, Infallible>(Response::new(checked)) }
         });
         let result = (case.layer)().layer(inner).oneshot((case.request)()).await;
         match (case.expect, result) {
-            (None, Ok(_)) => assert_eq!(calls.load(Ordering::SeqCst), 1, "{}", case.name),
+            (None, Ok(response)) => {
+                assert_eq!(calls.load(Ordering::SeqCst), 1, "{}", case.name);
+                let checked = response.into_body();
+                assert_eq!(checked, Ok(()), "{}: not signed as sent", case.name);
+            }
             (None, Err(err)) => panic!("{}: refused: {err}", case.name),
             (Some(kind), Ok(_)) => panic!("{}: sent, expected {kind:?}", case.name),
             (Some(kind), Err(err)) => {

@@ -187,13 +187,23 @@ async fn rotation_under_concurrent_requests_never_mixes_key_and_secret() {
     let handle = layer.credentials_handle();
     let client = layer.layer(server);
 
+    // Rotates back and forth until every request is done, so that requests run between
+    // rotations all along; returns how many rotations there were.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let rotations = tokio::spawn({
-        let (handle, old, new) = (handle.clone(), old.clone(), new.clone());
+        let (handle, old, new, stop) = (handle.clone(), old.clone(), new.clone(), stop.clone());
         async move {
-            for i in 0..200 {
-                handle.rotate(if i % 2 == 0 { new.clone() } else { old.clone() });
+            let mut i = 0usize;
+            while !stop.load(Ordering::SeqCst) {
+                handle.rotate(if i.is_multiple_of(2) {
+                    new.clone()
+                } else {
+                    old.clone()
+                });
+                i += 1;
                 tokio::task::yield_now().await;
             }
+            i
         }
     });
     let seen = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
@@ -218,15 +228,23 @@ async fn rotation_under_concurrent_requests_never_mixes_key_and_secret() {
                     .to_bytes();
                 let slot = usize::from(body == "ak_new");
                 seen[slot].fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
             }
         }));
     }
     for task in tasks {
         task.await.unwrap();
     }
-    rotations.await.unwrap();
-    let total = seen[0].load(Ordering::SeqCst) + seen[1].load(Ordering::SeqCst);
-    assert_eq!(total, 400);
+    stop.store(true, Ordering::SeqCst);
+    let rotated = rotations.await.unwrap();
+    // Both keys signed requests while the rotations went on: the test saw the mixing it checks.
+    let seen = [0, 1].map(|slot| seen[slot].load(Ordering::SeqCst));
+    assert_eq!(seen[0] + seen[1], 400);
+    assert!(
+        seen[0] > 0 && seen[1] > 0,
+        "{seen:?} after {rotated} rotations"
+    );
+    assert!(rotated > 2, "{rotated} rotations");
 
     handle.rotate(new.clone());
     let response = client.oneshot(get("/x")).await.unwrap();
@@ -441,18 +459,12 @@ mod against_the_sandbox {
     use super::*;
     use hyper_util::client::legacy::connect::HttpConnector;
     use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
     use rampnow_auth::sandbox::{Sandbox, QUOTE_PATH};
 
     type Transport = Client<hyper_rustls::HttpsConnector<HttpConnector>, SignedBody>;
 
     fn transport(sandbox: &Sandbox) -> Transport {
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(sandbox.rustls_client_config())
-            .https_only()
-            .enable_http1()
-            .build();
-        Client::builder(TokioExecutor::new()).build(https)
+        common::sandbox_client(sandbox)
     }
 
     fn quote(sandbox: &Sandbox) -> Request<SignedBody> {

@@ -1,6 +1,8 @@
 //! Load: 10,000 signed requests, 64 at a time, through one shared layer, to the sandbox over
 //! TLS on loopback. Every one verified, none lost, none duplicated, no replays; memory flat.
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -35,11 +37,7 @@ async fn ten_thousand_signed_requests_over_tls_all_verified_once() {
         .start()
         .await
         .unwrap();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(sandbox.rustls_client_config())
-        .https_only()
-        .enable_http1()
-        .build();
+    let https = common::sandbox_connector(&sandbox);
     let transport = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(CONCURRENCY)
         .build::<_, SignedBody>(https);
@@ -103,11 +101,7 @@ async fn ten_thousand_signed_requests_over_tls_all_verified_once() {
     assert_eq!(log.len(), REQUESTS, "the sandbox saw every request once");
     assert!(
         log.iter().all(|entry| entry.verified()),
-        "a request was refused"
-    );
-    assert!(
-        log.iter().all(|entry| entry.rejection.is_none()),
-        "no replays, no rejections"
+        "a request was refused (a replay or a bad signature)"
     );
     let targets: HashSet<&str> = log.iter().map(|entry| entry.target.as_str()).collect();
     assert_eq!(targets.len(), REQUESTS, "none duplicated");

@@ -12,8 +12,6 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use rampnow_auth::sandbox::{Sandbox, SandboxBuilder, QUOTE_PATH, SANDBOX_API_KEY};
 use rampnow_auth::verify::{Rejection, RejectionKind};
 use rampnow_auth::{
@@ -317,12 +315,7 @@ async fn sync_learns_the_sandbox_clock_through_the_layers_shared_server_time() {
     assert_eq!(server_time.samples(), 2);
 
     // Learned through reqwest, used by the tower layer too: hyper's first request verifies.
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(sandbox.rustls_client_config())
-        .https_only()
-        .enable_http1()
-        .build();
-    let hyper_client = Client::builder(TokioExecutor::new()).build::<_, SignedBody>(https);
+    let hyper_client = common::sandbox_client(&sandbox);
     let request = http::Request::get(format!("{}&n=3", get_quote_url(&sandbox)))
         .body(SignedBody::empty())
         .unwrap();

@@ -12,10 +12,9 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::channel::Channel;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use rampnow_auth::sandbox::{
     Sandbox, SandboxBuilder, QUOTE_PATH, SANDBOX_API_KEY, SANDBOX_API_SECRET,
 };
@@ -36,12 +35,7 @@ async fn start(builder: SandboxBuilder) -> Sandbox {
 
 /// A plain hyper client that trusts the sandbox's certificate (and nothing else).
 fn https_client(sandbox: &Sandbox) -> HttpsClient {
-    let https = HttpsConnectorBuilder::new()
-        .with_tls_config(sandbox.rustls_client_config())
-        .https_only()
-        .enable_http1()
-        .build();
-    Client::builder(TokioExecutor::new()).build(https)
+    common::sandbox_client(sandbox)
 }
 
 /// The layer in front of that client, signing with the sandbox's credentials.
