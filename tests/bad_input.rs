@@ -43,13 +43,13 @@ fn set(headers: &mut HeaderMap, name: &'static str, value: &[u8]) {
 
 /// Re-signs with the timestamp header as it now stands (to test timestamp *format* alone).
 fn resign(headers: &mut HeaderMap, body: &[u8]) {
-    use hmac::{Hmac, KeyInit, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(common::SECRET.as_bytes()).unwrap();
-    mac.update(headers["rn-access-timestamp"].as_bytes());
-    mac.update(b"POST");
-    mac.update(TARGET.as_bytes());
-    mac.update(body);
-    let hex = hex::encode(mac.finalize().as_bytes());
+    let hex = common::reference_signature(
+        common::SECRET.as_bytes(),
+        headers["rn-access-timestamp"].as_bytes(),
+        "POST",
+        TARGET,
+        body,
+    );
     set(headers, "rn-access-sign", hex.as_bytes());
 }
 

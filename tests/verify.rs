@@ -86,15 +86,13 @@ fn signed_headers(ts: &str, method: &Method, target: &str, body: &[u8]) -> Heade
     let ts_num: u64 = ts.trim_start_matches('0').parse().unwrap_or(0);
     let signature = if ts.bytes().all(|b| b.is_ascii_digit()) && ts.len() <= 20 {
         // Sign the exact string sent, even with leading zeros.
-        let mut mac_input = Vec::new();
-        mac_input.extend_from_slice(ts.as_bytes());
-        mac_input.extend_from_slice(method.as_str().as_bytes());
-        mac_input.extend_from_slice(target.as_bytes());
-        mac_input.extend_from_slice(body);
-        use hmac::{Hmac, KeyInit, Mac};
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(common::SECRET.as_bytes()).unwrap();
-        mac.update(&mac_input);
-        hex::encode(mac.finalize().as_bytes())
+        common::reference_signature(
+            common::SECRET.as_bytes(),
+            ts.as_bytes(),
+            method.as_str(),
+            target,
+            body,
+        )
     } else {
         Signer::new(&credentials())
             .sign(ts_num, method, target, body)

@@ -108,6 +108,26 @@ pub const X_RAMPNOW: Names = Names {
     sign: "x-rampnow-sign",
 };
 
+/// The signature as Rampnow's docs compute it, with plain `hmac` and never the crate's
+/// `Signer`: HMAC-SHA256 keyed with `secret` over timestamp + method + target + body, in
+/// lowercase hex.
+pub fn reference_signature(
+    secret: &[u8],
+    timestamp: &[u8],
+    method: &str,
+    target: &str,
+    body: &[u8],
+) -> String {
+    let mut message = Vec::new();
+    message.extend_from_slice(timestamp);
+    message.extend_from_slice(method.as_bytes());
+    message.extend_from_slice(target.as_bytes());
+    message.extend_from_slice(body);
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+    mac.update(&message);
+    hex::encode(mac.finalize().into_bytes())
+}
+
 /// Checks a request as Rampnow describes, from the bytes received: exactly one of each header,
 /// known key, timestamp within 60 s of `now`, and the signature recomputed with plain `hmac`.
 pub fn check(
@@ -136,14 +156,7 @@ pub fn check(
     if ts_num.abs_diff(now) > 60 {
         return Err(format!("stale timestamp {ts} (now {now})"));
     }
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    let mut message = Vec::new();
-    message.extend_from_slice(ts.as_bytes());
-    message.extend_from_slice(method.as_bytes());
-    message.extend_from_slice(target.as_bytes());
-    message.extend_from_slice(body);
-    mac.update(&message);
-    let expected = hex::encode(mac.finalize().as_bytes());
+    let expected = reference_signature(SECRET.as_bytes(), ts.as_bytes(), method, target, body);
     if !expected.eq_ignore_ascii_case(sign) {
         return Err("signature mismatch".to_owned());
     }
