@@ -12,7 +12,7 @@ use bytes::Bytes;
 use common::fixed_clock;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::channel::Channel;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use rampnow_auth::verify::{RampnowVerifyLayer, Rejection, RejectionKind, VerifiedApiKey};
 use rampnow_auth::{Credentials, HeaderNames, RampnowAuthLayer, SignedBody, Signer};
 use tower::{service_fn, BoxError, Layer, Service, ServiceExt};
@@ -65,19 +65,6 @@ where
         .await
         .unwrap();
     (response, calls.load(Ordering::SeqCst))
-}
-
-async fn body_text(response: Response<Full<Bytes>>) -> String {
-    String::from_utf8(
-        response
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap()
 }
 
 /// Headers for a request signed by hand at `ts` (RN names).
@@ -144,7 +131,7 @@ async fn assert_refused(
         .expect("rejection attached");
     assert_eq!(rejection.kind(), kind);
     assert_eq!(response.headers()["content-type"], "application/json");
-    let text = body_text(response).await;
+    let text = common::text(response).await;
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(json["error"], kind.code());
     assert_eq!(json["reason"], rejection.reason());
@@ -167,7 +154,10 @@ async fn a_signed_request_is_accepted_with_its_key_in_extensions() {
     .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(calls, 1);
-    assert_eq!(body_text(response).await, format!("{}:7", common::API_KEY));
+    assert_eq!(
+        common::text(response).await,
+        format!("{}:7", common::API_KEY)
+    );
 }
 
 #[tokio::test]
@@ -537,16 +527,7 @@ async fn several_keys_for_a_rotation_with_overlap() {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        let body = String::from_utf8(
-            response
-                .into_body()
-                .collect()
-                .await
-                .unwrap()
-                .to_bytes()
-                .to_vec(),
-        )
-        .unwrap();
+        let body = common::text(response).await;
         assert_eq!(body, format!("{}:0", credentials.api_key()));
     }
 }
@@ -569,7 +550,7 @@ async fn round_trip_for_every_body_size_and_chunking() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK, "size {size}");
         assert_eq!(
-            body_text(response).await,
+            common::text(response).await,
             format!("{}:{size}", common::API_KEY)
         );
     }
@@ -590,7 +571,7 @@ async fn round_trip_for_every_body_size_and_chunking() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
-        body_text(response).await,
+        common::text(response).await,
         format!("{}:10000", common::API_KEY)
     );
 }

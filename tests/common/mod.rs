@@ -277,7 +277,12 @@ pub fn hyper_client() -> Client<HttpConnector, SignedBody> {
 }
 
 /// Reads a response body to text.
-pub async fn text(response: Response<Incoming>) -> String {
+/// The whole body of `response`, as UTF-8 text.
+pub async fn text<B>(response: Response<B>) -> String
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8(bytes.to_vec()).unwrap()
 }
