@@ -24,7 +24,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Empty, Full};
 use pin_project_lite::pin_project;
@@ -173,21 +173,27 @@ pub(crate) enum BodyFailure {
     Failed(BoxError),
 }
 
-/// Room for this many data frames after the first, reserved when a second one arrives, so a
-/// body streamed in a few frames queues them with one allocation (512 bytes for `Bytes`).
-const QUEUED_FRAMES: usize = 16;
+/// The most a body's own size hint can make the collector allocate up front. A body that says
+/// how long it is (hyper's, from `Content-Length`) is read into one buffer of exactly that size,
+/// allocated once, when it is no larger than this; a larger or unannounced body starts with room
+/// for twice its first two frames and grows its buffer by doubling, never past the limit.
+const TRUST_SIZE_HINT_UP_TO: usize = 1024 * 1024;
 
 pin_project! {
     /// Reads a whole body into one [`Bytes`], failing once more than `limit` bytes arrive.
     ///
-    /// A body that arrives in one data frame is not copied (for `Bytes` data). Later frames are
-    /// queued as they are and copied once, at the end, into a buffer of exactly the body's
-    /// size, whatever the body's size hint said. Reading a body in one piece allocates nothing.
+    /// A body that arrives in one data frame is not copied (for `Bytes` data). From the second
+    /// frame on, every frame is copied at once into one growing buffer and dropped, so however
+    /// the body is cut up — a million one-byte chunks included — what is held is the bytes
+    /// themselves, in one buffer that never grows past `limit`: no list of frames, and no frame
+    /// keeping its (larger) backing buffer alive, as hyper's frames keep its read buffer.
     pub(crate) struct CollectBody<B: Body> {
         #[pin]
         body: B,
+        // The only frame so far, kept as it is.
         first: Option<B::Data>,
-        rest: Vec<B::Data>,
+        // Every byte, from the second frame on.
+        whole: Vec<u8>,
         len: usize,
         limit: usize,
         trailers: bool,
@@ -199,11 +205,45 @@ impl<B: Body> CollectBody<B> {
         CollectBody {
             body,
             first: None,
-            rest: Vec::new(),
+            whole: Vec::new(),
             len: 0,
             limit,
             trailers: false,
         }
+    }
+}
+
+/// Makes room in `whole` for `more` bytes: the first time, for what the body says is left (when
+/// it says so exactly, within reason); after that by doubling. Never past `limit`, which the
+/// caller has checked `whole.len() + more` against.
+fn make_room(whole: &mut Vec<u8>, more: usize, announced: Option<u64>, limit: usize) {
+    let needed = whole.len() + more;
+    if needed <= whole.capacity() {
+        return;
+    }
+    let target = if whole.capacity() == 0 {
+        match announced
+            .and_then(|rest| usize::try_from(rest).ok())
+            .filter(|&rest| rest <= TRUST_SIZE_HINT_UP_TO)
+        {
+            Some(rest) => needed.saturating_add(rest),
+            // Unannounced: a body that came in two frames is likely to come in more of the
+            // same size, so room for a few more at once.
+            None => needed.saturating_mul(4),
+        }
+    } else {
+        whole.capacity().saturating_mul(2)
+    };
+    let target = target.max(needed).min(limit.max(needed));
+    whole.reserve_exact(target - whole.len());
+}
+
+fn append<D: Buf>(whole: &mut Vec<u8>, mut data: D) {
+    while data.has_remaining() {
+        let chunk = data.chunk();
+        let n = chunk.len();
+        whole.extend_from_slice(chunk);
+        data.advance(n);
     }
 }
 
@@ -236,14 +276,19 @@ where
                         return Poll::Ready(Err(BodyFailure::TooLarge));
                     }
                     *this.len += data.remaining();
-                    if this.first.is_none() {
+                    if this.first.is_none() && this.whole.capacity() == 0 {
                         *this.first = Some(data);
-                    } else {
-                        if this.rest.capacity() == 0 {
-                            this.rest.reserve_exact(QUEUED_FRAMES);
-                        }
-                        this.rest.push(data);
+                        continue;
                     }
+                    // A second frame: from now on every byte goes into one buffer, and each
+                    // frame is dropped as soon as it is copied.
+                    let more = this.first.as_ref().map_or(0, Buf::remaining) + data.remaining();
+                    let announced = this.body.size_hint().exact();
+                    make_room(this.whole, more, announced, *this.limit);
+                    if let Some(first) = this.first.take() {
+                        append(this.whole, first);
+                    }
+                    append(this.whole, data);
                 }
                 // Refused only once the body has been read whole, so that a body over the limit
                 // is reported as too large whatever else it carries.
@@ -254,15 +299,16 @@ where
             return Poll::Ready(Err(BodyFailure::Trailers));
         }
         let bytes = match this.first.take() {
-            None => Bytes::new(),
-            Some(mut first) if this.rest.is_empty() => first.copy_to_bytes(*this.len),
-            Some(first) => {
-                let mut whole = BytesMut::with_capacity(*this.len);
-                whole.put(first);
-                for data in this.rest.drain(..) {
-                    whole.put(data);
+            Some(mut first) => first.copy_to_bytes(*this.len),
+            None if this.whole.is_empty() => Bytes::new(),
+            None => {
+                let mut whole = std::mem::take(this.whole);
+                // Doubling may have left up to half the buffer unused; give it back unless it
+                // is small.
+                if whole.capacity() - whole.len() > whole.len() / 8 + 4096 {
+                    whole.shrink_to_fit();
                 }
-                whole.freeze()
+                Bytes::from(whole)
             }
         };
         Poll::Ready(Ok(bytes))
@@ -399,6 +445,39 @@ mod tests {
         assert_eq!(read, "abcdef");
         assert_eq!(self::read(data(&[]), 0).unwrap(), "");
         assert_eq!(self::read(data(&["", ""]), 0).unwrap(), "");
+    }
+
+    #[test]
+    fn one_byte_frames_come_together_in_one_buffer_within_the_limit() {
+        let data: Vec<u8> = (0..=255).cycle().take(5000).collect();
+        let source = Bytes::from(data.clone());
+        let frames = (0..data.len()).map(|i| Ok(Frame::data(source.slice(i..=i))));
+        let read = read(Frames(frames.collect()), data.len()).unwrap();
+        assert_eq!(read, data);
+        // Not a slice of any frame: the frames were let go.
+        assert!(source.is_unique());
+    }
+
+    #[test]
+    fn the_buffer_grows_from_the_announced_size_and_never_past_the_limit() {
+        // Announced: room for exactly what is left.
+        let mut whole = Vec::new();
+        make_room(&mut whole, 10, Some(90), 1000);
+        assert_eq!(whole.capacity(), 100);
+        // Announced larger than is trusted: as if unannounced.
+        let mut whole = Vec::new();
+        make_room(&mut whole, 10, Some(u64::MAX), 1000);
+        assert_eq!(whole.capacity(), 40);
+        // Doubling, then capped at the limit.
+        whole.resize(40, 0);
+        make_room(&mut whole, 1, None, 1000);
+        assert_eq!(whole.capacity(), 80);
+        whole.resize(80, 0);
+        make_room(&mut whole, 1, None, 100);
+        assert_eq!(whole.capacity(), 100);
+        let mut whole = Vec::new();
+        make_room(&mut whole, 10, None, 12);
+        assert_eq!(whole.capacity(), 12);
     }
 
     #[test]
