@@ -11,7 +11,18 @@
 //! - responses carrying `Age` (served from a cache, so their `Date` is old) are ignored, as are
 //!   responses without a valid `Date`;
 //! - the offset in use is the median of the last [`SAMPLES`] samples, so one outlier does not
-//!   swing it.
+//!   swing it;
+//! - a sample further than the bound from the local clock ([`DEFAULT_MAX_OFFSET`], one hour,
+//!   unless set with [`sync_server_time_within`](crate::RampnowAuthLayer::sync_server_time_within))
+//!   is ignored and counted ([`ServerTime::ignored`]), so the offset never leaves the bound:
+//!   a server (or a host posing as one) answering with a `Date` in the year 2100 cannot move the
+//!   clock by decades and make every later request stale.
+//!
+//! Only responses to requests the layer itself signed and sent are read (a request it refused
+//! is never sent, so it has no response to learn from). A layer without
+//! [pinned origins](crate::RampnowAuthLayer::pin_origins) signs for any `https://` host it is
+//! given, and every one of them can move the offset *within* the bound; pin the origins, so
+//! that only Rampnow's answers teach the clock.
 //!
 //! The offset is shared by every clone of the layer and every service it builds; updates take a
 //! short lock, reading it on the signing path is one atomic load. [`ServerTime::offset`] reads
@@ -41,6 +52,12 @@ use http::HeaderMap;
 /// How many recent samples the median is taken over.
 pub const SAMPLES: usize = 8;
 
+/// The default bound on the learned offset: one hour either way. A sample further from the local
+/// clock than this is ignored. A client clock an hour off is already broken beyond what syncing
+/// should paper over, and a bound of an hour keeps a hostile `Date` from moving the clock by
+/// more.
+pub const DEFAULT_MAX_OFFSET: Duration = Duration::from_secs(60 * 60);
+
 /// The learned offset between the server's clock and the local one. Cheap to clone; clones
 /// share the same state.
 #[derive(Debug, Clone, Default)]
@@ -48,19 +65,73 @@ pub struct ServerTime {
     state: Arc<State>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     /// Milliseconds to add to the local clock.
     offset_ms: AtomicI64,
+    /// Samples further than this (in milliseconds, either way) are ignored.
+    max_offset_ms: i64,
     count: AtomicUsize,
+    ignored: AtomicUsize,
     recent: Mutex<VecDeque<i64>>,
 }
 
+impl Default for State {
+    fn default() -> State {
+        State::within(DEFAULT_MAX_OFFSET)
+    }
+}
+
+impl State {
+    fn within(max_offset: Duration) -> State {
+        State {
+            offset_ms: AtomicI64::new(0),
+            max_offset_ms: i64::try_from(max_offset.as_millis()).unwrap_or(i64::MAX),
+            count: AtomicUsize::new(0),
+            ignored: AtomicUsize::new(0),
+            recent: Mutex::new(VecDeque::with_capacity(SAMPLES)),
+        }
+    }
+}
+
 impl ServerTime {
-    /// A fresh sync state with no samples (offset 0).
+    /// A fresh sync state with no samples (offset 0), bounded by [`DEFAULT_MAX_OFFSET`].
     #[must_use]
     pub fn new() -> ServerTime {
         ServerTime::default()
+    }
+
+    /// A fresh sync state that ignores samples further than `max_offset` from the local clock,
+    /// so the offset stays within `max_offset` either way.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rampnow_auth::ServerTime;
+    ///
+    /// let sync = ServerTime::within(Duration::from_secs(300));
+    /// assert_eq!(sync.max_offset(), Duration::from_secs(300));
+    /// ```
+    #[must_use]
+    pub fn within(max_offset: Duration) -> ServerTime {
+        ServerTime {
+            state: Arc::new(State::within(max_offset)),
+        }
+    }
+
+    /// The bound: samples further than this from the local clock are ignored.
+    #[must_use]
+    pub fn max_offset(&self) -> Duration {
+        Duration::from_millis(self.state.max_offset_ms.unsigned_abs())
+    }
+
+    /// How many samples were ignored for lying outside [`max_offset`](ServerTime::max_offset).
+    /// A count that grows means the local clock is far off (fix it, or widen the bound) or a
+    /// server sends a wrong `Date`.
+    #[must_use]
+    pub fn ignored(&self) -> usize {
+        self.state.ignored.load(Ordering::Relaxed)
     }
 
     /// Milliseconds to add to the local clock to get the server's time (positive: the server is
@@ -97,6 +168,10 @@ impl ServerTime {
         let round_trip = received.duration_since(sent).unwrap_or_default();
         let midpoint = sent + round_trip / 2;
         let sample = signed_millis(server, midpoint);
+        if sample.unsigned_abs() > self.state.max_offset_ms.unsigned_abs() {
+            self.state.ignored.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         self.record(sample);
     }
 
@@ -209,7 +284,7 @@ mod tests {
         for _ in 0..4 {
             sync.observe(&date(1_010), at(1_000), at(1_000));
         }
-        sync.observe(&date(9_000), at(1_000), at(1_000));
+        sync.observe(&date(3_000), at(1_000), at(1_000));
         assert_eq!(sync.offset(), 10_500);
         assert_eq!(sync.samples(), 5);
     }
@@ -258,6 +333,42 @@ mod tests {
         }
         assert_eq!(sync.samples(), 400);
         assert_eq!(sync.offset(), 60_500);
+    }
+
+    #[test]
+    fn samples_outside_the_bound_are_ignored() {
+        let sync = ServerTime::new();
+        assert_eq!(sync.max_offset(), DEFAULT_MAX_OFFSET);
+        // Five responses dated in the year 2100, five dated 1980: none moves the offset.
+        let year_2100 = 4_102_444_800;
+        let now = 1_764_288_000;
+        for _ in 0..5 {
+            sync.observe(&date(year_2100), at(now), at(now));
+            sync.observe(&date(315_532_800), at(now), at(now));
+        }
+        assert_eq!(sync.offset(), 0);
+        assert_eq!(sync.samples(), 0);
+        assert_eq!(sync.ignored(), 10);
+        // Just inside the bound (an hour less 0.5 s, plus the +0.5 s of whole seconds) counts.
+        sync.observe(&date(now + 3_599), at(now), at(now));
+        assert_eq!(sync.offset(), 3_599_500);
+        // Just outside, either way, does not.
+        sync.observe(&date(now + 3_600), at(now), at(now));
+        sync.observe(&date(now - 3_601), at(now), at(now));
+        assert_eq!((sync.samples(), sync.ignored()), (1, 12));
+        assert_eq!(sync.offset(), 3_599_500);
+    }
+
+    #[test]
+    fn the_bound_can_be_set() {
+        let sync = ServerTime::within(Duration::from_secs(10));
+        sync.observe(&date(1_011), at(1_000), at(1_000));
+        assert_eq!((sync.offset(), sync.ignored()), (0, 1));
+        sync.observe(&date(1_009), at(1_000), at(1_000));
+        assert_eq!(sync.offset(), 9_500);
+        let wide = ServerTime::within(Duration::MAX);
+        wide.observe(&date(4_102_444_800), at(1_000), at(1_000));
+        assert_eq!(wide.samples(), 1);
     }
 
     #[test]

@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::time::Duration;
 
 use tower::Layer;
 
@@ -110,8 +111,34 @@ impl RampnowAuthLayer {
     /// Learns the offset between the local clock and the server's from the `Date` header of
     /// responses, and signs with the corrected time. See [`ServerTime`] for how, and
     /// [`server_time`](RampnowAuthLayer::server_time) to read the offset.
-    pub fn sync_server_time(mut self) -> RampnowAuthLayer {
-        Arc::make_mut(&mut self.config).server_time = Some(ServerTime::new());
+    ///
+    /// The offset is bounded: a `Date` more than [`DEFAULT_MAX_OFFSET`] (one hour) from the
+    /// local clock is ignored, so no response can push the clock further; use
+    /// [`sync_server_time_within`](RampnowAuthLayer::sync_server_time_within) for another
+    /// bound. Only responses to requests this layer signed teach it; pin the origins
+    /// ([`pin_origins`](RampnowAuthLayer::pin_origins)) so that only Rampnow's do.
+    ///
+    /// [`DEFAULT_MAX_OFFSET`]: crate::sync::DEFAULT_MAX_OFFSET
+    pub fn sync_server_time(self) -> RampnowAuthLayer {
+        self.sync_server_time_within(crate::sync::DEFAULT_MAX_OFFSET)
+    }
+
+    /// [`sync_server_time`](RampnowAuthLayer::sync_server_time), ignoring any `Date` further
+    /// than `max_offset` from the local clock (so the offset stays within it).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rampnow_auth::{Credentials, RampnowAuthLayer};
+    ///
+    /// let layer = RampnowAuthLayer::new(Credentials::new("ak_live_3f9a1c", "pk_live_secret")?)
+    ///     .sync_server_time_within(Duration::from_secs(5 * 60));
+    /// assert_eq!(layer.server_time().unwrap().max_offset(), Duration::from_secs(300));
+    /// # Ok::<(), rampnow_auth::Error>(())
+    /// ```
+    pub fn sync_server_time_within(mut self, max_offset: Duration) -> RampnowAuthLayer {
+        Arc::make_mut(&mut self.config).server_time = Some(ServerTime::within(max_offset));
         self
     }
 
