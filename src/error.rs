@@ -35,8 +35,14 @@ pub enum ErrorKind {
     /// name twice).
     InvalidHeaderNames,
     /// The request would have gone out over plain `http://` (or another scheme that is not
-    /// `https`), which would send the API key in clear.
+    /// `https`), which would send the API key in clear; or, with
+    /// [`allow_http(true)`](crate::RampnowAuthLayer::allow_http), over `http://` to a host that
+    /// is not loopback.
     InsecureScheme,
+    /// The request URI is not absolute: it has no scheme and host (origin form, such as
+    /// `/api/partner/v1/...`), so the transport, not the signer, would decide where the API key
+    /// goes and whether over TLS. Nothing is signed; use an absolute `https://` URI.
+    RelativeUri,
     /// The request cannot be signed as it stands: its target is not a path (`*` or authority
     /// form), or its method is not in upper case.
     InvalidRequest,
@@ -59,6 +65,7 @@ impl ErrorKind {
             ErrorKind::InvalidCredentials => "invalid credentials",
             ErrorKind::InvalidHeaderNames => "invalid header names",
             ErrorKind::InsecureScheme => "insecure scheme",
+            ErrorKind::RelativeUri => "relative uri",
             ErrorKind::InvalidRequest => "invalid request",
             ErrorKind::InvalidOrigin => "invalid origin",
             ErrorKind::OriginNotAllowed => "origin not allowed",

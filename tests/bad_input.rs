@@ -480,7 +480,42 @@ fn layer_cases() -> Vec<LayerCase> {
             || req("POST", "https://api.rampnow.io/api/x?b=2&a=1"),
             None,
         ),
-        case("origin form", layer, || req("GET", "/api/x"), None),
+        case(
+            "origin form",
+            layer,
+            || req("GET", "/api/x"),
+            Some(RelativeUri),
+        ),
+        case(
+            "origin form with allow_http",
+            || layer().allow_http(true),
+            || req("POST", "/api/x"),
+            Some(RelativeUri),
+        ),
+        case(
+            "http to another host with allow_http",
+            || layer().allow_http(true),
+            || req("GET", "http://api.rampnow.io/x"),
+            Some(InsecureScheme),
+        ),
+        case(
+            "http to a private address with allow_http",
+            || layer().allow_http(true),
+            || req("GET", "http://192.168.1.10:8080/x"),
+            Some(InsecureScheme),
+        ),
+        case(
+            "http to localhost with allow_http",
+            || layer().allow_http(true),
+            || req("GET", "http://localhost:8080/x"),
+            None,
+        ),
+        case(
+            "http to ::1 with allow_http",
+            || layer().allow_http(true),
+            || req("GET", "http://[::1]:8080/x"),
+            None,
+        ),
         case(
             "no path",
             layer,
@@ -496,7 +531,7 @@ fn layer_cases() -> Vec<LayerCase> {
         case(
             "percent-encoded invalid UTF-8 in path",
             layer,
-            || req("GET", "/api/%FF%FE?x=%C3"),
+            || req("GET", "https://api.rampnow.io/api/%FF%FE?x=%C3"),
             None,
         ),
         case(
@@ -508,7 +543,7 @@ fn layer_cases() -> Vec<LayerCase> {
         case(
             "extension method in upper case",
             layer,
-            || req("PURGE", "/x"),
+            || req("PURGE", "https://api.rampnow.io/x"),
             None,
         ),
         case(
@@ -544,25 +579,25 @@ fn layer_cases() -> Vec<LayerCase> {
         case(
             "lower-case method",
             layer,
-            || req("get", "/x"),
+            || req("get", "https://api.rampnow.io/x"),
             Some(InvalidRequest),
         ),
         case(
             "mixed-case method",
             layer,
-            || req("Post", "/x"),
+            || req("Post", "https://api.rampnow.io/x"),
             Some(InvalidRequest),
         ),
         case(
             "body over the limit",
             || layer().max_body_size(1),
-            || req("POST", "/x"),
+            || req("POST", "https://api.rampnow.io/x"),
             Some(BodyTooLarge),
         ),
         case(
             "clock before 1970",
             || layer().with_clock(|| UNIX_EPOCH - Duration::from_secs(5)),
-            || req("GET", "/x"),
+            || req("GET", "https://api.rampnow.io/x"),
             Some(Clock),
         ),
     ]

@@ -96,11 +96,52 @@ async fn plain_http_is_refused_before_anything_is_sent() {
 }
 
 #[tokio::test]
-async fn origin_form_requests_are_signed() {
-    let (result, calls) = run(layer(), get("/api/x?a=1")).await;
-    let sent = result.unwrap();
+async fn origin_form_requests_are_refused_before_anything_is_sent() {
+    // No scheme and host: the transport would pick the destination, perhaps over plain TCP.
+    for layer in [
+        layer(),
+        layer().allow_http(true),
+        layer().pin_origins(["https://api.rampnow.io"]).unwrap(),
+    ] {
+        refused(
+            layer,
+            get("/api/x?a=1"),
+            ErrorKind::RelativeUri,
+            "https://api.rampnow.io/api/partner/v1/",
+        )
+        .await;
+    }
+    let (result, calls) = run(layer(), get("https://api.rampnow.io/api/x?a=1")).await;
+    assert!(result.unwrap().headers().contains_key("rn-access-sign"));
     assert_eq!(calls, 1);
-    assert!(sent.headers().contains_key("rn-access-sign"));
+}
+
+#[tokio::test]
+async fn allow_http_signs_for_loopback_only() {
+    for uri in [
+        "http://api.rampnow.io/api/x",
+        "http://10.1.2.3/api/x",
+        "http://127.1/api/x",
+        "http://localhost.rampnow.io/api/x",
+    ] {
+        refused(
+            layer().allow_http(true),
+            get(uri),
+            ErrorKind::InsecureScheme,
+            "only to this machine",
+        )
+        .await;
+    }
+    for uri in [
+        "http://127.0.0.1:1/x",
+        "http://127.10.0.1/x",
+        "http://localhost:8080/x",
+        "http://[::1]:8080/x",
+    ] {
+        let (result, calls) = run(layer().allow_http(true), get(uri)).await;
+        assert!(result.is_ok(), "{uri}");
+        assert_eq!(calls, 1, "{uri}");
+    }
 }
 
 #[tokio::test]

@@ -98,7 +98,7 @@ async fn sign(
         .oneshot(
             Request::builder()
                 .method(method)
-                .uri(target)
+                .uri(format!("https://api.rampnow.io{target}"))
                 .body(body)
                 .unwrap(),
         )

@@ -137,13 +137,23 @@ async fn nothing_the_crate_prints_contains_the_secret() {
     for (layer, uri, method) in [
         (layer.clone(), "http://api.rampnow.io/x", "GET"),
         (layer.clone(), "*", "OPTIONS"),
-        (layer.clone(), "/x", "get"),
-        (layer.clone().max_body_size(1), "/x", "POST"),
+        (layer.clone(), "/x", "GET"),
+        (
+            layer.clone().allow_http(true),
+            "http://api.rampnow.io/x",
+            "GET",
+        ),
+        (layer.clone(), "https://api.rampnow.io/x", "get"),
+        (
+            layer.clone().max_body_size(1),
+            "https://api.rampnow.io/x",
+            "POST",
+        ),
         (
             layer
                 .clone()
                 .with_clock(|| UNIX_EPOCH - Duration::from_secs(1)),
-            "/x",
+            "https://api.rampnow.io/x",
             "GET",
         ),
         (
@@ -190,7 +200,11 @@ async fn nothing_the_crate_prints_contains_the_secret() {
         let response = fixed
             .clone()
             .layer(server.clone())
-            .oneshot(Request::get("/replayed").body(SignedBody::empty()).unwrap())
+            .oneshot(
+                Request::get("https://api.rampnow.io/replayed")
+                    .body(SignedBody::empty())
+                    .unwrap(),
+            )
             .await
             .unwrap();
         printed.debug("replay response", &response);

@@ -487,7 +487,7 @@ async fn both_header_sets_are_accepted_unless_narrowed() {
         let stack = client.layer(server.layer(app(calls.clone())));
         let response = stack
             .oneshot(
-                Request::post("/api/x")
+                Request::post("https://api.rampnow.io/api/x")
                     .body(SignedBody::from("{}"))
                     .unwrap(),
             )
@@ -503,7 +503,11 @@ async fn both_header_sets_are_accepted_unless_narrowed() {
     let calls = Arc::new(AtomicUsize::new(0));
     let response = client
         .layer(narrowed.layer(app(calls.clone())))
-        .oneshot(Request::get("/api/x").body(SignedBody::empty()).unwrap())
+        .oneshot(
+            Request::get("https://api.rampnow.io/api/x")
+                .body(SignedBody::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
@@ -523,7 +527,11 @@ async fn several_keys_for_a_rotation_with_overlap() {
             .with_clock(fixed_clock(NOW))
             .layer(server.layer(app(calls)));
         let response = stack
-            .oneshot(Request::get("/x").body(SignedBody::empty()).unwrap())
+            .oneshot(
+                Request::get("https://api.rampnow.io/x")
+                    .body(SignedBody::empty())
+                    .unwrap(),
+            )
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
@@ -566,7 +574,11 @@ async fn round_trip_for_every_body_size_and_chunking() {
     let calls = Arc::new(AtomicUsize::new(0));
     let stack = client.layer(server.layer(app(calls)));
     let response = stack
-        .oneshot(Request::post("/api/x").body(streamed).unwrap())
+        .oneshot(
+            Request::post("https://api.rampnow.io/api/x")
+                .body(streamed)
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);

@@ -61,6 +61,9 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
+    // Only absolute https:// URIs (or http:// to loopback, allowed here) are ever signed.
+    assert!(signed.uri().authority().is_some());
+    assert!(matches!(signed.uri().scheme_str(), Some("https" | "http")));
     assert!(signed
         .uri()
         .path_and_query()

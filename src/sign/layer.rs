@@ -149,10 +149,36 @@ impl RampnowAuthLayer {
         self.config.server_time.clone()
     }
 
-    /// Whether `http://` URIs may be signed (default `false`, which refuses them with
-    /// [`ErrorKind::InsecureScheme`](crate::ErrorKind::InsecureScheme)). Turn it on only for a
-    /// test server on your own machine: over plain HTTP the API key crosses the network in
-    /// clear.
+    /// Whether `http://` URIs to this machine may be signed (default `false`, which refuses
+    /// every `http://` URI with [`ErrorKind::InsecureScheme`](crate::ErrorKind::InsecureScheme)).
+    ///
+    /// It exists for a test server on your own machine, and even when on it allows plain HTTP
+    /// only to loopback hosts — `localhost`, `127.0.0.0/8`, `::1` (and `::ffff:127.x.y.z`), as
+    /// written in the URI, without any name lookup. An `http://` URI to any other host is still
+    /// refused with `InsecureScheme`, so a test setting that leaks into production sends
+    /// nothing in clear.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::Request;
+    /// use rampnow_auth::{Credentials, ErrorKind, RampnowAuthLayer, SignedBody};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let layer = RampnowAuthLayer::new(Credentials::new("ak_test", "pk_test")?).allow_http(true);
+    /// let client = layer.layer(service_fn(|_req: http::Request<SignedBody>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    /// }));
+    /// let local = Request::get("http://127.0.0.1:8080/x").body(SignedBody::empty())?;
+    /// assert!(client.clone().oneshot(local).await.is_ok());
+    /// let remote = Request::get("http://api.rampnow.io/x").body(SignedBody::empty())?;
+    /// let error = client.oneshot(remote).await.unwrap_err();
+    /// let error = error.downcast_ref::<rampnow_auth::Error>().unwrap();
+    /// assert_eq!(error.kind(), ErrorKind::InsecureScheme);
+    /// # Ok::<(), tower::BoxError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn allow_http(mut self, allow: bool) -> RampnowAuthLayer {
         Arc::make_mut(&mut self.config).allow_http = allow;
         self

@@ -2,9 +2,12 @@
 //!
 //! For each request the service
 //!
-//! 1. refuses, before anything is read or sent, a URI whose scheme is not `https` (unless
-//!    [`allow_http`](RampnowAuthLayer::allow_http) is on), a target that is not a path, and a
-//!    method that is not in upper case;
+//! 1. refuses, before anything is read or sent, a URI that is not absolute (`/api/...` with no
+//!    scheme and host: the transport would pick the destination, perhaps over plain TCP), a
+//!    scheme other than `https` (with [`allow_http`](RampnowAuthLayer::allow_http), `http`
+//!    to a loopback host only), an origin that is not [pinned](RampnowAuthLayer::pin_origins)
+//!    (when origins are pinned), a target that is not a path, and a method that is not in
+//!    upper case;
 //! 2. reads the whole body, up to [`max_body_size`](RampnowAuthLayer::max_body_size). A body
 //!    already in memory — a [`SignedBody`](crate::SignedBody), an `http_body_util::Full<Bytes>`
 //!    or `Empty<Bytes>`, a `String`, or any body that says it has ended — is taken as it is,
@@ -76,6 +79,7 @@ pub use layer::RampnowAuthLayer;
 pub use service::RampnowAuth;
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -256,11 +260,14 @@ impl Config {
         uri: &mut Uri,
         body_lower_bound: u64,
     ) -> Result<(), Error> {
+        // The target's form first (`*` and authority form are refused as such), then where the
+        // request goes: an absolute https:// URI (or http:// to loopback, when allowed), and
+        // one of the pinned origins, if any.
+        normalize_target(uri)?;
         check_scheme(uri, self.allow_http)?;
         if let Some(origins) = &self.origins {
             check_origin(uri, origins)?;
         }
-        normalize_target(uri)?;
         let method = method.as_str();
         if method.bytes().any(|b| b.is_ascii_lowercase()) {
             return Err(Error::new(
@@ -451,25 +458,69 @@ fn check_origin(uri: &Uri, origins: &[Origin]) -> Result<(), Error> {
 }
 
 fn check_scheme(uri: &Uri, allow_http: bool) -> Result<(), Error> {
-    let Some(scheme) = uri.scheme() else {
-        // Origin form: the transport decides where it goes; nothing to refuse here.
-        return Ok(());
+    let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+        // Origin form: the transport would decide where the key goes, and whether over TLS.
+        return Err(Error::new(
+            ErrorKind::RelativeUri,
+            "refusing to sign a request whose URI has no scheme and host (such as \
+             /api/partner/v1/...): the transport would decide where the API key goes, and \
+             whether over TLS. Use an absolute URI such as \
+             https://api.rampnow.io/api/partner/v1/... (the layer does not complete relative \
+             URIs, pinned origins or not)",
+        ));
     };
-    if *scheme == Scheme::HTTPS || (*scheme == Scheme::HTTP && allow_http) {
+    if *scheme == Scheme::HTTPS {
         return Ok(());
     }
-    let message = if *scheme == Scheme::HTTP {
-        "refusing to sign a request to an http:// URI: the API key would cross the network in \
-         clear. Use https:// (Rampnow refuses plain HTTP anyway), or `allow_http(true)` for a \
-         local test server"
-            .to_owned()
-    } else {
+    if *scheme != Scheme::HTTP {
+        return Err(Error::new(
+            ErrorKind::InsecureScheme,
+            format!(
+                "refusing to sign a request to a {scheme}:// URI: Rampnow credentials are only \
+                 sent over https://"
+            ),
+        ));
+    }
+    if !allow_http {
+        return Err(Error::new(
+            ErrorKind::InsecureScheme,
+            "refusing to sign a request to an http:// URI: the API key would cross the network \
+             in clear. Use https:// (Rampnow refuses plain HTTP anyway), or `allow_http(true)` \
+             for a test server on this machine (127.0.0.1, ::1 or localhost)",
+        ));
+    }
+    if is_loopback(authority.host()) {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::InsecureScheme,
         format!(
-            "refusing to sign a request to a {scheme}:// URI: Rampnow credentials are only sent \
-             over https://"
-        )
-    };
-    Err(Error::new(ErrorKind::InsecureScheme, message))
+            "refusing to sign a request to http://{host}: `allow_http(true)` allows plain HTTP \
+             only to this machine (127.0.0.0/8, ::1, localhost), and {host} is not one of them, \
+             so the API key would cross the network in clear. Use https://",
+            host = authority.host()
+        ),
+    ))
+}
+
+/// Whether `host` (as in a URI's authority, IPv6 in brackets) is this machine: `localhost`, an
+/// address in 127.0.0.0/8, `::1`, or `::ffff:127.x.y.z`. Written exactly: `127.1`, `0x7f.0.0.1`
+/// and `localhost.` are not recognized, so they are refused rather than guessed at.
+fn is_loopback(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let ip = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    match ip.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.is_loopback(),
+        Ok(IpAddr::V6(v6)) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => false,
+    }
 }
 
 /// Makes the target start with `/` when the `http` crate left the `/` out (an absolute URI with
@@ -559,15 +610,60 @@ mod tests {
     fn schemes_other_than_https_are_refused() {
         let check = |uri: &str, allow| check_scheme(&uri.parse().unwrap(), allow);
         assert!(check("https://h/", false).is_ok());
-        assert!(check("/origin-form", false).is_ok());
+        assert_eq!(
+            check("/origin-form", false).unwrap_err().kind(),
+            ErrorKind::RelativeUri
+        );
+        assert_eq!(
+            check("/origin-form", true).unwrap_err().kind(),
+            ErrorKind::RelativeUri
+        );
         assert_eq!(
             check("http://h/", false).unwrap_err().kind(),
             ErrorKind::InsecureScheme
         );
-        assert!(check("http://h/", true).is_ok());
+        assert_eq!(
+            check("http://127.0.0.1/", false).unwrap_err().kind(),
+            ErrorKind::InsecureScheme
+        );
+        assert!(check("http://127.0.0.1:8080/", true).is_ok());
         assert_eq!(
             check("ws://h/", true).unwrap_err().kind(),
             ErrorKind::InsecureScheme
         );
+    }
+
+    #[test]
+    fn allow_http_reaches_loopback_only() {
+        let allowed = |uri: &str| check_scheme(&uri.parse().unwrap(), true).is_ok();
+        for uri in [
+            "http://127.0.0.1/",
+            "http://127.255.0.9:1/",
+            "http://localhost:8080/x",
+            "http://LOCALHOST/",
+            "http://[::1]:80/",
+            "http://[::ffff:127.0.0.1]/",
+        ] {
+            assert!(allowed(uri), "{uri}");
+        }
+        for uri in [
+            "http://api.rampnow.io/",
+            "http://10.0.0.1/",
+            "http://128.0.0.1/",
+            "http://0.0.0.0/",
+            "http://[::]/",
+            "http://[::2]/",
+            "http://127.1/",
+            "http://0x7f.0.0.1/",
+            "http://localhost.attacker.example/",
+            "http://localhost./",
+            "http://127.0.0.1.nip.io/",
+        ] {
+            let err = check_scheme(&uri.parse().unwrap(), true).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InsecureScheme, "{uri}");
+            assert!(
+                err.to_string().contains("loopback") || err.to_string().contains("this machine")
+            );
+        }
     }
 }
