@@ -17,6 +17,17 @@ use crate::sign::{Config, Sent};
 /// [`RampnowAuthLayer::reqwest_middleware`](crate::RampnowAuthLayer::reqwest_middleware)
 /// (feature `reqwest`).
 ///
+/// **Build the client with
+/// [`RampnowAuthLayer::reqwest_client`](crate::RampnowAuthLayer::reqwest_client)**, or pass
+/// your own `reqwest::ClientBuilder` through [`RampnowMiddleware::harden`] before `build()`:
+/// reqwest follows redirects *inside* the client, below every middleware, and keeps custom
+/// headers on the next hop, so a default `reqwest::Client` would carry the API key and a
+/// replayable signature (and, on a `307`, the body) to wherever a `302`/`307` points — another
+/// host, or plain `http://` — past every check below. If you build the client yourself, set
+/// `.redirect(reqwest::redirect::Policy::none())` and `.https_only(true)`; that is all `harden`
+/// does. A redirect then comes back to you as the `3xx` response, and you follow it, if ever,
+/// with a new request that the middleware checks and signs.
+///
 /// It shares the layer's configuration, not a copy of it: the same credentials (a
 /// [rotation](crate::CredentialsHandle::rotate) reaches the middleware too), clock, header
 /// names, body limit, `allow_http`, pinned origins and [server time](crate::ServerTime). And it
@@ -52,12 +63,9 @@ use crate::sign::{Config, Sent};
 /// every attempt is signed afresh; nothing attached after it may change the method, the URL or
 /// the body.
 ///
-/// reqwest follows redirects *inside* the client, below every middleware, and keeps custom
-/// headers on the next hop (it strips only `Authorization`, `Cookie` and the like): a redirect
-/// would carry the API key to wherever it points, past [origin
-/// pinning](crate::RampnowAuthLayer::pin_origins). Build the client with
-/// `.redirect(reqwest::redirect::Policy::none())`, as below, and follow a redirect, if ever,
-/// with a new request that the middleware checks and signs.
+/// reqwest follows redirects *inside* the client, below every middleware (see the first
+/// paragraph): use [`RampnowAuthLayer::reqwest_client`](crate::RampnowAuthLayer::reqwest_client)
+/// or [`harden`](RampnowMiddleware::harden).
 ///
 /// # Example
 ///
@@ -68,13 +76,8 @@ use crate::sign::{Config, Sent};
 /// let layer = RampnowAuthLayer::new(Credentials::from_env()?)
 ///     .pin_origins(["https://api.rampnow.io"])?
 ///     .sync_server_time();
-/// let reqwest_client = reqwest::Client::builder()
-///     // Redirects would skip the middleware's checks: see above.
-///     .redirect(reqwest::redirect::Policy::none())
-///     .build()?;
-/// let client = reqwest_middleware::ClientBuilder::new(reqwest_client)
-///     .with(layer.reqwest_middleware())
-///     .build();
+/// // HTTPS only, no redirects, the middleware attached: see above.
+/// let client = layer.reqwest_client(reqwest::Client::builder())?;
 ///
 /// let response = client
 ///     .post("https://api.rampnow.io/api/partner/v1/ext/ramp_order/quote")
@@ -115,6 +118,42 @@ pub struct RampnowMiddleware {
 impl RampnowMiddleware {
     pub(crate) fn from_config(config: Arc<Config>) -> RampnowMiddleware {
         RampnowMiddleware { config }
+    }
+
+    /// `builder`, set so that the client it builds cannot send a signed request anywhere the
+    /// middleware did not check: no redirects followed (`redirect::Policy::none()`: a `3xx`
+    /// comes back as the response), and HTTPS only (`https_only(true)`; left off when the
+    /// layer has [`allow_http(true)`](crate::RampnowAuthLayer::allow_http), which allows plain
+    /// HTTP to loopback hosts only). Both are set last, so they override the same settings made
+    /// earlier on `builder`; everything else (TLS roots, timeouts, proxies) is kept.
+    ///
+    /// For a client with more middleware than this one (retries), then attach this middleware
+    /// last; otherwise [`RampnowAuthLayer::reqwest_client`](crate::RampnowAuthLayer::reqwest_client)
+    /// does it all in one call.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use rampnow_auth::{Credentials, RampnowAuthLayer};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let layer = RampnowAuthLayer::new(Credentials::new("ak_live_3f9a1c", "pk_live_secret")?);
+    /// # // reqwest here is built without a crypto provider of its own (a dev-dependency choice).
+    /// # let _ = rustls::crypto::ring::default_provider().install_default();
+    /// let middleware = layer.reqwest_middleware();
+    /// let reqwest_client = middleware
+    ///     .harden(reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)))
+    ///     .build()?;
+    /// let client = reqwest_middleware::ClientBuilder::new(reqwest_client)
+    ///     // .with(a retry middleware), then, last:
+    ///     .with(middleware)
+    ///     .build();
+    /// # let _ = client; Ok(()) }
+    /// ```
+    pub fn harden(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        builder
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(!self.config.allow_http)
     }
 
     /// Checks and signs `request` in place: the layer's `prepare` and `sign`, on reqwest's

@@ -480,3 +480,152 @@ async fn no_secret_in_debug_or_errors() {
     let printed = format!("{error} {error:?}");
     assert!(!printed.contains(secret), "{printed}");
 }
+
+/// An HTTPS server on 127.0.0.1 that answers every request with `status` and a `Location`, and
+/// counts the requests; with a client configuration that trusts it.
+struct Redirector {
+    port: u16,
+    requests: Arc<std::sync::atomic::AtomicUsize>,
+    client_config: rustls::ClientConfig,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Redirector {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn redirector(status: StatusCode, location: String) -> Redirector {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    let cert = params.signed_by(&key, &ca).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap();
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let client_config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let Ok(stream) = acceptor.accept(stream).await else {
+                continue;
+            };
+            let counted = counted.clone();
+            let location = location.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let response = http::Response::builder()
+                        .status(status)
+                        .header(http::header::LOCATION, location.as_str())
+                        .body(http_body_util::Empty::<Bytes>::new())
+                        .unwrap();
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Redirector {
+        port,
+        requests,
+        client_config,
+        task,
+    }
+}
+
+#[tokio::test]
+async fn a_redirect_never_carries_the_key_to_another_origin() {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    let (elsewhere, port) = untouched_listener();
+    let layer = RampnowAuthLayer::new(Credentials::new(SANDBOX_API_KEY, "pk_redirect").unwrap());
+    for (status, location) in [
+        // Plain HTTP: the key and signature would cross the network in clear.
+        (StatusCode::FOUND, format!("http://127.0.0.1:{port}/stolen")),
+        // Another host (a name, not the address the request went to), with the body on a 307.
+        (
+            StatusCode::TEMPORARY_REDIRECT,
+            format!("https://localhost:{port}/stolen"),
+        ),
+    ] {
+        let server = redirector(status, location.clone()).await;
+        let url = format!("https://127.0.0.1:{}/api/partner/v1/x", server.port);
+        let tls =
+            || reqwest::Client::builder().tls_backend_preconfigured(server.client_config.clone());
+
+        // The documented way: the 3xx comes back, nothing reaches the other listener.
+        let client = layer
+            .reqwest_client(tls().redirect(reqwest::redirect::Policy::limited(10)))
+            .expect("the client builds");
+        let response = client.post(&url).body("{}").send().await.unwrap();
+        assert_eq!(response.status(), status, "{location}");
+        assert_eq!(response.headers()["location"], location.as_str());
+        assert_eq!(server.requests.load(Ordering::SeqCst), 1);
+        assert_untouched(&elsewhere);
+
+        // What the constructor prevents: the same middleware on a default client follows the
+        // redirect to the other listener (it connects; nothing answers it, so give up soon).
+        let leaky = ClientBuilder::new(tls().build().unwrap())
+            .with(layer.reqwest_middleware())
+            .build();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), leaky.post(&url).body("{}").send()).await;
+        match elsewhere.accept() {
+            Ok((stream, _)) => drop(stream),
+            Err(error) => panic!("a default client did not follow the redirect: {error}"),
+        }
+        // Drain any other connection attempt, so the next round starts untouched.
+        while elsewhere.accept().is_ok() {}
+    }
+}
+
+#[tokio::test]
+async fn the_hardened_client_refuses_plain_http_itself() {
+    let layer = RampnowAuthLayer::new(Credentials::new(SANDBOX_API_KEY, "pk_redirect").unwrap());
+    let (listener, port) = untouched_listener();
+    // reqwest is built here without a crypto provider of its own.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = layer.reqwest_client(reqwest::Client::builder()).unwrap();
+    let error = client
+        .get(format!("http://127.0.0.1:{port}/x"))
+        .send()
+        .await
+        .unwrap_err();
+    // The middleware refuses first; reqwest's https_only would too.
+    assert!(error.is_middleware(), "{error}");
+    assert_untouched(&listener);
+}

@@ -213,6 +213,49 @@ impl RampnowAuthLayer {
     pub fn reqwest_middleware(&self) -> crate::RampnowMiddleware {
         crate::RampnowMiddleware::from_config(self.config.clone())
     }
+
+    /// A reqwest client that signs every request with this layer's configuration and cannot
+    /// send a signed request anywhere the middleware did not check: `builder` (your TLS roots,
+    /// timeouts, proxies, ...) with redirects off and HTTPS only
+    /// ([`RampnowMiddleware::harden`](crate::RampnowMiddleware::harden)), then the
+    /// [`reqwest_middleware`](RampnowAuthLayer::reqwest_middleware) attached (feature
+    /// `reqwest`).
+    ///
+    /// A default `reqwest::Client` follows a `302`/`307` below every middleware, carrying the
+    /// API key and a replayable signature to another host or over plain HTTP; this one returns
+    /// the `3xx` response instead.
+    ///
+    /// # Errors
+    ///
+    /// reqwest's own, when `builder` cannot build a client (a TLS backend that fails to
+    /// initialize, ...).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use rampnow_auth::{Credentials, RampnowAuthLayer};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let layer = RampnowAuthLayer::new(Credentials::new("ak_live_3f9a1c", "pk_live_secret")?)
+    ///     .pin_origins(["https://api.rampnow.io"])?;
+    /// # // reqwest here is built without a crypto provider of its own (a dev-dependency choice).
+    /// # let _ = rustls::crypto::ring::default_provider().install_default();
+    /// let client = layer.reqwest_client(reqwest::Client::builder())?;
+    /// // client.post("https://api.rampnow.io/api/partner/v1/...").body(..).send().await
+    /// # let _ = client; Ok(()) }
+    /// ```
+    #[cfg(feature = "reqwest")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+    pub fn reqwest_client(
+        &self,
+        builder: reqwest::ClientBuilder,
+    ) -> reqwest::Result<reqwest_middleware::ClientWithMiddleware> {
+        let middleware = self.reqwest_middleware();
+        let client = middleware.harden(builder).build()?;
+        Ok(reqwest_middleware::ClientBuilder::new(client)
+            .with(middleware)
+            .build())
+    }
 }
 
 impl<S> Layer<S> for RampnowAuthLayer {
