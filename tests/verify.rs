@@ -644,3 +644,65 @@ async fn a_request_refused_on_its_headers_does_not_clone_the_inner_service() {
         (1, 1)
     );
 }
+
+/// Targets a signature cannot cover as received — a tunnel (`CONNECT`), a bare host (authority
+/// form), `*` (asterisk form), an absolute URI with a query but no path — are refused with 400
+/// before the body is read and without a clone of the inner service, even when signed over
+/// what the client claims (`/`, or the target itself).
+#[tokio::test]
+async fn targets_without_a_path_and_connect_are_refused_before_the_body() {
+    let cases: [(Method, &str, &str); 6] = [
+        (Method::CONNECT, "api.rampnow.io:443", "/"),
+        (Method::CONNECT, "api.rampnow.io:443", ""),
+        (Method::CONNECT, "/api/x", "/api/x"),
+        (Method::OPTIONS, "*", "*"),
+        (Method::OPTIONS, "*", "/"),
+        (Method::GET, "https://api.rampnow.io?a=1", "?a=1"),
+    ];
+    for (method, uri, signed_over) in cases {
+        let clones = Arc::new(AtomicUsize::new(0));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut service = verifier().layer(CountClones {
+            inner: app(calls.clone()),
+            clones: clones.clone(),
+        });
+        // A body that never ends: reading it would hang the test.
+        let (_tx, body) = Channel::<Bytes>::new(1);
+        let mut request = Request::builder()
+            .method(method.clone())
+            .uri(uri)
+            .body(body)
+            .unwrap();
+        *request.headers_mut() = signed_headers(&NOW.to_string(), &method, signed_over, b"");
+        let response = tokio::time::timeout(Duration::from_secs(5), async {
+            ServiceExt::<Request<Channel<Bytes>>>::ready(&mut service)
+                .await
+                .unwrap()
+                .call(request)
+                .await
+                .unwrap()
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{method} {uri}: the body was waited for"));
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{method} {uri}");
+        let rejection = response.extensions().get::<Rejection>().cloned().unwrap();
+        assert_eq!(
+            rejection.kind(),
+            RejectionKind::InvalidTarget,
+            "{method} {uri}"
+        );
+        assert_eq!(rejection.code(), "invalid_target");
+        assert!(
+            rejection.reason().contains("send"),
+            "{method} {uri}: the reason says what to do: {}",
+            rejection.reason()
+        );
+        let json: serde_json::Value = serde_json::from_str(&common::text(response).await).unwrap();
+        assert_eq!(json["error"], "invalid_target");
+        assert_eq!(
+            (clones.load(Ordering::SeqCst), calls.load(Ordering::SeqCst)),
+            (0, 0),
+            "{method} {uri}"
+        );
+    }
+}

@@ -3,6 +3,9 @@
 //! It checks each request exactly as Rampnow's documentation describes, from the request
 //! target and body bytes *as received*:
 //!
+//! - a request target that starts with `/` (origin form, or an absolute URI with a path):
+//!   `CONNECT`, a bare host (authority form) and `*` (asterisk form) carry nothing a signature
+//!   could cover as received, and are refused;
 //! - each of the three headers present exactly once, from one header set (both
 //!   [`HeaderNames::RN`] and [`HeaderNames::X_RAMPNOW`] are accepted by default, since an
 //!   account may be on either version of the docs; [`header_names`](RampnowVerifyLayer::header_names)
@@ -14,11 +17,14 @@
 //!   to the HMAC-SHA256 of timestamp, method, target and body;
 //! - optionally, a signature not seen before ([`reject_replays`](RampnowVerifyLayer::reject_replays)).
 //!
-//! Header checks come first, so a request with bad headers is refused without its body being
-//! read. A refused request never reaches the inner service: the layer answers with a JSON body
+//! The target and header checks come first, so a request that fails them is refused without
+//! its body being read. A refused request never reaches the inner service: the layer answers with a JSON body
 //! `{"error": "<code>", "reason": "<what to fix>"}` (never revealing the expected signature),
 //! status 401 (413 for a body over the limit, 400 for a body that fails to read), and the
 //! [`Rejection`] in the response's extensions for logging.
+//!
+//! A `#fragment` never reaches the verifier: the `http` crate drops it while parsing a URI
+//! (and clients do not send one), so the target checked is the path and query alone.
 //!
 //! An accepted request reaches the inner service with its body as a
 //! [`SignedBody`](crate::SignedBody) and the [`VerifiedApiKey`] in its extensions.
@@ -73,7 +79,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
 
 use crate::body::BodyFailure;
 use crate::clock::{unix_seconds, Clock, SystemClock, MAX_TIMESTAMP_DIGITS};
@@ -112,6 +118,9 @@ pub enum RejectionKind {
     Body,
     /// The server's own clock is before 1970 (500).
     ServerClock,
+    /// The request target has no path starting with `/` (authority form, asterisk form), or
+    /// the method is `CONNECT`: nothing the signature could cover as received (400).
+    InvalidTarget,
 }
 
 impl RejectionKind {
@@ -120,7 +129,7 @@ impl RejectionKind {
     pub fn status(self) -> StatusCode {
         match self {
             RejectionKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            RejectionKind::Body => StatusCode::BAD_REQUEST,
+            RejectionKind::Body | RejectionKind::InvalidTarget => StatusCode::BAD_REQUEST,
             RejectionKind::ServerClock => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::UNAUTHORIZED,
         }
@@ -141,6 +150,7 @@ impl RejectionKind {
             RejectionKind::BodyTooLarge => "body_too_large",
             RejectionKind::Body => "body_error",
             RejectionKind::ServerClock => "server_clock",
+            RejectionKind::InvalidTarget => "invalid_target",
         }
     }
 }
@@ -292,6 +302,34 @@ impl VerifyConfig {
         }
     }
 
+    /// Checks that the request target is one a signature can cover as received: a path (and
+    /// query) starting with `/`, and not a `CONNECT` tunnel.
+    pub(crate) fn check_target(method: &Method, uri: &Uri) -> Result<(), Rejection> {
+        if method == Method::CONNECT {
+            return Err(Rejection::new(
+                RejectionKind::InvalidTarget,
+                "CONNECT asks for a tunnel, which a Rampnow signature cannot cover; send the API \
+                 request itself (such as GET or POST /api/partner/v1/...) straight to this \
+                 server, signed over that path",
+            ));
+        }
+        match uri.path_and_query().map(PathAndQuery::as_str) {
+            Some(target) if target.starts_with('/') => Ok(()),
+            Some("*") => Err(Rejection::new(
+                RejectionKind::InvalidTarget,
+                "the request target is `*` (asterisk form), which has no path to sign; send the \
+                 request to a path starting with /, such as /api/partner/v1/..., signed over \
+                 that path",
+            )),
+            _ => Err(Rejection::new(
+                RejectionKind::InvalidTarget,
+                "the request target has no path (a bare host, as CONNECT uses, or an absolute \
+                 URI without one); send a target starting with /, such as \
+                 /api/partner/v1/..., signed over exactly that path and query",
+            )),
+        }
+    }
+
     /// Checks the headers: presence, key, timestamp, signature format.
     pub(crate) fn check_headers(
         &self,
@@ -416,7 +454,7 @@ impl VerifyConfig {
     pub(crate) fn check_signature(
         &self,
         claim: Claim,
-        method: &http::Method,
+        method: &Method,
         target: Option<&PathAndQuery>,
         body: &[u8],
     ) -> Result<VerifiedApiKey, Rejection> {
