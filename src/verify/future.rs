@@ -11,7 +11,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower::{BoxError, Service};
 
-use super::{Claim, VerifyConfig};
+use super::{Claim, ReplayFuture, VerifiedApiKey, VerifyConfig};
 use crate::body::{CollectBody, SignedBody};
 
 pin_project! {
@@ -40,6 +40,14 @@ pin_project! {
             claim: Claim,
             inner: S,
             config: Arc<VerifyConfig>,
+        },
+        /// Verified; waiting for the replay memory's answer.
+        Replay {
+            check: ReplayFuture,
+            parts: Parts,
+            body: Bytes,
+            key: VerifiedApiKey,
+            inner: S,
         },
         Call { #[pin] future: F },
         Refused { response: Response<R> },
@@ -107,16 +115,23 @@ where
                     let verified = collected
                         .map_err(|failure| config.body_rejection(failure))
                         .and_then(|body| {
-                            let key = config.check_signature(
+                            let (key, replay) = config.check_signature(
                                 claim,
                                 &parts.method,
                                 parts.uri.path_and_query(),
                                 &body,
                             )?;
-                            Ok((key, body))
+                            Ok((key, replay, body))
                         });
                     match verified {
-                        Ok((key, body)) => {
+                        Ok((key, Some(check), body)) => state.set(State::Replay {
+                            check,
+                            parts,
+                            body,
+                            key,
+                            inner,
+                        }),
+                        Ok((key, None, body)) => {
                             parts.extensions.insert(key);
                             let request = Request::from_parts(parts, SignedBody::from(body));
                             state.set(State::Call {
@@ -125,6 +140,27 @@ where
                         }
                         Err(rejection) => return Poll::Ready(Ok(rejection.into_response())),
                     }
+                }
+                StateProj::Replay { check, .. } => {
+                    let answer = ready!(Pin::new(check).poll(cx));
+                    let StateOwn::Replay {
+                        mut parts,
+                        body,
+                        key,
+                        mut inner,
+                        ..
+                    } = state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("the state was Replay")
+                    };
+                    if let Some(rejection) = VerifyConfig::replay_rejection(answer) {
+                        return Poll::Ready(Ok(rejection.into_response()));
+                    }
+                    parts.extensions.insert(key);
+                    let request = Request::from_parts(parts, SignedBody::from(body));
+                    state.set(State::Call {
+                        future: inner.call(request),
+                    });
                 }
                 StateProj::Call { future } => return future.poll(cx),
                 StateProj::Refused { .. } => {
@@ -151,6 +187,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Collect { .. } => "reading body",
+            State::Replay { .. } => "checking for a replay",
             State::Call { .. } => "calling inner service",
             State::Refused { .. } => "refused",
             State::Done => "done",

@@ -15,13 +15,34 @@
 //!   (60 s either way by default);
 //! - a signature of exactly 64 hex digits in either case, equal, compared in constant time,
 //!   to the HMAC-SHA256 of timestamp, method, target and body;
-//! - optionally, a signature not seen before ([`reject_replays`](RampnowVerifyLayer::reject_replays)).
+//! - optionally, a signature not seen before ([`reject_replays`](RampnowVerifyLayer::reject_replays)
+//!   or [`replay_store`](RampnowVerifyLayer::replay_store)).
 //!
 //! The target and header checks come first, so a request that fails them is refused without
-//! its body being read. A refused request never reaches the inner service: the layer answers with a JSON body
-//! `{"error": "<code>", "reason": "<what to fix>"}` (never revealing the expected signature),
-//! status 401 (413 for a body over the limit, 400 for a body that fails to read), and the
-//! [`Rejection`] in the response's extensions for logging.
+//! its body being read. A refused request never reaches the inner service: the layer answers
+//! with a JSON body `{"error": "<code>", "reason": "<what to fix>"}` (never revealing the
+//! expected signature), and the [`Rejection`] in the response's extensions for logging. The
+//! status, by [`RejectionKind`]:
+//!
+//! | status | codes |
+//! |---|---|
+//! | 400 | `invalid_target` (CONNECT, a target without a path), `body_error` (a body that fails to read, or has trailers) |
+//! | 401 | `missing_header`, `duplicate_header`, `unknown_api_key`, `invalid_timestamp`, `stale_timestamp`, `invalid_signature`, `signature_mismatch`, `replayed` |
+//! | 413 | `body_too_large` |
+//! | 500 | `server_clock` (the server's clock is before 1970) |
+//! | 503 | `replay_memory_full`, with `Retry-After` |
+//!
+//! # Replay protection
+//!
+//! With replay protection on, each request whose signature verified is checked against a
+//! [`ReplayStore`], and only such requests are remembered (a client without the secret cannot
+//! fill the memory). The store never forgets a signature while its timestamp is within the
+//! tolerance: when it has no room it says so, and the request is refused with `503` and a
+//! `Retry-After` of the seconds until the oldest signature expires, rather than accepted
+//! unchecked. [`MemoryReplayStore`] (what
+//! [`reject_replays`](RampnowVerifyLayer::reject_replays) builds) keeps any one API key to half
+//! of its capacity by default, so one busy key cannot get the others refused; its docs say how
+//! to size it (a signature stays remembered for up to 2 × tolerance + 1 s).
 //!
 //! A `#fragment` never reaches the verifier: the `http` crate drops it while parsing a URI
 //! (and clients do not send one), so the target checked is the path and query alone.
@@ -69,6 +90,7 @@ mod service;
 
 pub use future::ResponseFuture;
 pub use layer::RampnowVerifyLayer;
+pub use replay::{MemoryReplayStore, ReplayCheck, ReplayFuture, ReplayStore};
 pub use service::RampnowVerify;
 
 use std::borrow::Cow;
@@ -77,7 +99,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
 
@@ -87,7 +109,6 @@ use crate::credentials::Credentials;
 use crate::headers::HeaderNames;
 use crate::keys::KeyStore;
 use crate::signer::{sign_parts, Signature};
-use replay::ReplayCache;
 
 /// The default [`tolerance`](RampnowVerifyLayer::tolerance): 60 seconds, as Rampnow's.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(60);
@@ -118,6 +139,9 @@ pub enum RejectionKind {
     Body,
     /// The server's own clock is before 1970 (500).
     ServerClock,
+    /// The replay memory has no room for the signature, so it cannot be accepted safely;
+    /// sent with `Retry-After` (503).
+    ReplayMemoryFull,
     /// The request target has no path starting with `/` (authority form, asterisk form), or
     /// the method is `CONNECT`: nothing the signature could cover as received (400).
     InvalidTarget,
@@ -131,6 +155,7 @@ impl RejectionKind {
             RejectionKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             RejectionKind::Body | RejectionKind::InvalidTarget => StatusCode::BAD_REQUEST,
             RejectionKind::ServerClock => StatusCode::INTERNAL_SERVER_ERROR,
+            RejectionKind::ReplayMemoryFull => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
@@ -151,6 +176,7 @@ impl RejectionKind {
             RejectionKind::Body => "body_error",
             RejectionKind::ServerClock => "server_clock",
             RejectionKind::InvalidTarget => "invalid_target",
+            RejectionKind::ReplayMemoryFull => "replay_memory_full",
         }
     }
 }
@@ -161,6 +187,7 @@ impl RejectionKind {
 pub struct Rejection {
     kind: RejectionKind,
     reason: Cow<'static, str>,
+    retry_after: Option<u64>,
 }
 
 impl Rejection {
@@ -168,6 +195,7 @@ impl Rejection {
         Rejection {
             kind,
             reason: reason.into(),
+            retry_after: None,
         }
     }
 
@@ -195,6 +223,14 @@ impl Rejection {
         &self.reason
     }
 
+    /// When the client may try again, in whole seconds (at least one): the `Retry-After`
+    /// header sent with the refusal. Only for
+    /// [`ReplayMemoryFull`](RejectionKind::ReplayMemoryFull).
+    #[must_use]
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after.map(Duration::from_secs)
+    }
+
     /// The refusal as a response: status, `application/json` body, and `self` in extensions.
     pub(crate) fn into_response<B: From<Bytes>>(self) -> Response<B> {
         let body = format!(
@@ -207,6 +243,11 @@ impl Rejection {
         response
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response.extensions_mut().insert(self);
         response
     }
@@ -275,7 +316,9 @@ pub(crate) struct VerifyConfig {
     names: Vec<HeaderNames>,
     tolerance: Duration,
     pub(crate) max_body_size: usize,
-    replay: Option<Arc<ReplayCache>>,
+    replay: Option<Arc<dyn ReplayStore>>,
+    /// The same store as `replay` when it is a [`MemoryReplayStore`], for its counts.
+    replay_memory: Option<Arc<MemoryReplayStore>>,
 }
 
 /// What the headers claim, checked as far as it can be before the body is read.
@@ -299,6 +342,7 @@ impl VerifyConfig {
             tolerance: DEFAULT_TOLERANCE,
             max_body_size: crate::sign::DEFAULT_MAX_BODY_SIZE,
             replay: None,
+            replay_memory: None,
         }
     }
 
@@ -450,14 +494,15 @@ impl VerifyConfig {
         })
     }
 
-    /// Checks the signature over the request as received, then the replay memory.
+    /// Checks the signature over the request as received; with replay protection on, asks the
+    /// replay memory (the answer is for [`replay_rejection`](Self::replay_rejection)).
     pub(crate) fn check_signature(
         &self,
         claim: Claim,
         method: &Method,
         target: Option<&PathAndQuery>,
         body: &[u8],
-    ) -> Result<VerifiedApiKey, Rejection> {
+    ) -> Result<(VerifiedApiKey, Option<ReplayFuture>), Rejection> {
         let target = target.map_or("/", PathAndQuery::as_str);
         let expected = sign_parts(
             &claim.credentials,
@@ -474,17 +519,46 @@ impl VerifyConfig {
                  query exactly as sent + the body bytes exactly as sent, with the API secret",
             ));
         }
-        if let Some(replay) = &self.replay {
-            let expires = claim.seconds.saturating_add(self.tolerance.as_secs());
-            if !replay.first_time(claim.signature.as_bytes(), expires, claim.now) {
-                return Err(Rejection::new(
-                    RejectionKind::Replayed,
-                    "this signature was already used; sign every request afresh, retries \
-                     included",
-                ));
+        // Only now, with the signature verified, is anything remembered: a client without the
+        // secret cannot fill the replay memory.
+        let replay = self.replay.as_ref().map(|store| {
+            let until = claim.seconds.saturating_add(self.tolerance.as_secs());
+            store.check(
+                claim.credentials.api_key(),
+                &claim.signature,
+                claim.now,
+                until,
+            )
+        });
+        Ok((VerifiedApiKey(claim.credentials), replay))
+    }
+
+    /// The refusal for a replay memory's answer, or `None` to go on.
+    pub(crate) fn replay_rejection(check: ReplayCheck) -> Option<Rejection> {
+        match check {
+            ReplayCheck::First => None,
+            ReplayCheck::Replayed => Some(Rejection::new(
+                RejectionKind::Replayed,
+                "this signature was already used; sign every request afresh, retries included",
+            )),
+            ReplayCheck::Full { retry_after } => {
+                // Whole seconds, rounded up, at least one.
+                let seconds = retry_after
+                    .as_secs()
+                    .saturating_add(u64::from(retry_after.subsec_nanos() > 0))
+                    .max(1);
+                let mut rejection = Rejection::new(
+                    RejectionKind::ReplayMemoryFull,
+                    format!(
+                        "the server's memory of recent signatures is full, so this request \
+                         cannot be checked for replays and was not processed; send it again \
+                         after {seconds} s (Retry-After), signed afresh"
+                    ),
+                );
+                rejection.retry_after = Some(seconds);
+                Some(rejection)
             }
         }
-        Ok(VerifiedApiKey(claim.credentials))
     }
 
     pub(crate) fn body_rejection(&self, failure: BodyFailure) -> Rejection {
@@ -542,9 +616,10 @@ impl fmt::Debug for VerifyConfig {
             .field("header_names", &self.names)
             .field("tolerance", &self.tolerance)
             .field("max_body_size", &self.max_body_size)
+            .field("replay", &self.replay.is_some())
             .field(
                 "replay_capacity",
-                &self.replay.as_ref().map(|r| r.capacity()),
+                &self.replay_memory.as_ref().map(|r| r.capacity()),
             )
             .finish_non_exhaustive()
     }
@@ -581,5 +656,29 @@ mod tests {
         );
         assert_eq!(RejectionKind::Body.status(), StatusCode::BAD_REQUEST);
         assert_eq!(RejectionKind::Replayed.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            RejectionKind::InvalidTarget.status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(RejectionKind::InvalidTarget.code(), "invalid_target");
+        assert_eq!(
+            RejectionKind::ReplayMemoryFull.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(RejectionKind::ReplayMemoryFull.code(), "replay_memory_full");
+    }
+
+    #[test]
+    fn a_full_replay_memory_is_a_503_with_retry_after_rounded_up() {
+        for (wait, header) in [(0, "1"), (1_000, "1"), (1_001, "2"), (61_000, "61")] {
+            let rejection = VerifyConfig::replay_rejection(ReplayCheck::Full {
+                retry_after: Duration::from_millis(wait),
+            })
+            .unwrap();
+            let response: Response<Bytes> = rejection.into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[RETRY_AFTER], header, "{wait} ms");
+        }
+        assert!(VerifyConfig::replay_rejection(ReplayCheck::First).is_none());
     }
 }
