@@ -900,3 +900,144 @@ async fn targets_without_a_path_and_connect_are_refused_before_the_body() {
         );
     }
 }
+
+/// A body that trickles a byte at a time, forever: the deadline is for the whole body, not
+/// each frame, so it is cut with 408 and the inner service never sees it. (Before the timeout
+/// existed, such a body held the request for as long as the client liked.)
+#[tokio::test]
+async fn a_trickling_body_is_cut_with_408_and_never_reaches_the_inner_service() {
+    let headers = signed_headers(&NOW.to_string(), &Method::POST, "/api/x", b"");
+    let (mut tx, trickle) = Channel::<Bytes>::new(1);
+    let sender = tokio::spawn(async move {
+        for _ in 0..1_000 {
+            if tx.send_data(Bytes::from_static(b"x")).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let mut req = Request::post("/api/x").body(trickle).unwrap();
+    *req.headers_mut() = headers.clone();
+    let layer = verifier().body_read_timeout(Duration::from_millis(300));
+    let (response, calls) = tokio::time::timeout(Duration::from_secs(10), verify(layer, req))
+        .await
+        .expect("the trickling body was waited for past the timeout");
+    sender.abort();
+    assert_eq!((response.status(), calls), (StatusCode::REQUEST_TIMEOUT, 0));
+    assert_eq!(response.headers()["connection"], "close");
+    let rejection = response.extensions().get::<Rejection>().cloned().unwrap();
+    assert_eq!(rejection.kind(), RejectionKind::BodyTimeout);
+    assert!(
+        rejection.reason().contains("300 ms"),
+        "{}",
+        rejection.reason()
+    );
+    let json: serde_json::Value = serde_json::from_str(&common::text(response).await).unwrap();
+    assert_eq!(json["error"], "body_timeout");
+
+    // A body that never sends anything at all.
+    let (_tx, silent) = Channel::<Bytes>::new(1);
+    let mut req = Request::post("/api/x").body(silent).unwrap();
+    *req.headers_mut() = headers;
+    let layer = verifier().body_read_timeout(Duration::from_millis(100));
+    let (response, calls) = tokio::time::timeout(Duration::from_secs(10), verify(layer, req))
+        .await
+        .expect("the silent body was waited for past the timeout");
+    assert_eq!((response.status(), calls), (StatusCode::REQUEST_TIMEOUT, 0));
+}
+
+/// A slow body that arrives whole before the deadline is verified as usual.
+#[tokio::test]
+async fn a_slow_body_within_the_timeout_is_accepted() {
+    let body = b"{\"a\":1}";
+    let headers = signed_headers(&NOW.to_string(), &Method::POST, "/api/x", body);
+    let (mut tx, slow) = Channel::<Bytes>::new(1);
+    tokio::spawn(async move {
+        for byte in body {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            tx.send_data(Bytes::copy_from_slice(&[*byte]))
+                .await
+                .unwrap();
+        }
+    });
+    let mut req = Request::post("/api/x").body(slow).unwrap();
+    *req.headers_mut() = headers;
+    let layer = verifier().body_read_timeout(Duration::from_secs(5));
+    let (response, calls) = verify(layer, req).await;
+    assert_eq!((response.status(), calls), (StatusCode::OK, 1));
+}
+
+/// Polls `future` once, outside any runtime.
+fn poll_once<F: std::future::Future>(future: F) -> std::task::Poll<F::Output> {
+    let mut future = std::pin::pin!(future);
+    future
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+}
+
+/// Without a Tokio timer: a body already in memory needs none; a body still to come is refused
+/// with 500 (`server_timer`) instead of a panic, both outside any runtime and in a runtime
+/// without the time driver; with the timeout off, no timer is asked for at all.
+#[test]
+fn without_a_tokio_timer_nothing_panics() {
+    let signed = |body: &'static [u8]| {
+        request(
+            signed_headers(&NOW.to_string(), &Method::POST, "/api/x", body),
+            Method::POST,
+            "/api/x",
+            body,
+        )
+    };
+    let pending = || {
+        let (tx, body) = Channel::<Bytes>::new(1);
+        let mut req = Request::post("/api/x").body(body).unwrap();
+        *req.headers_mut() = signed_headers(&NOW.to_string(), &Method::POST, "/api/x", b"");
+        (tx, req)
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+
+    // Outside any runtime.
+    let std::task::Poll::Ready(Ok(response)) =
+        poll_once(verifier().layer(app(calls.clone())).oneshot(signed(b"{}")))
+    else {
+        panic!("an in-memory body is verified at once");
+    };
+    assert_eq!(response.status(), StatusCode::OK);
+    let (_tx, req) = pending();
+    let std::task::Poll::Ready(Ok(response)) =
+        poll_once(verifier().layer(app(calls.clone())).oneshot(req))
+    else {
+        panic!("refused at once");
+    };
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        response.extensions().get::<Rejection>().unwrap().kind(),
+        RejectionKind::ServerTimer
+    );
+    let (_tx, req) = pending();
+    assert!(poll_once(
+        verifier()
+            .body_read_timeout(None)
+            .layer(app(calls.clone()))
+            .oneshot(req)
+    )
+    .is_pending());
+
+    // In a runtime without the time driver.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (_tx, req) = pending();
+    let response = runtime
+        .block_on(verifier().layer(app(calls.clone())).oneshot(req))
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let rejection = response.extensions().get::<Rejection>().cloned().unwrap();
+    assert_eq!(rejection.code(), "server_timer");
+    assert!(rejection.reason().contains("time driver"));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "only the in-memory body got through"
+    );
+}

@@ -9,6 +9,7 @@ use http::request::Parts;
 use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
+use tokio::time::Sleep;
 use tower::{BoxError, Service};
 
 use super::{Claim, ReplayFuture, VerifiedApiKey, VerifyConfig};
@@ -36,6 +37,9 @@ pin_project! {
         /// service wait beside it.
         Collect {
             #[pin] collect: C,
+            // Made the first time the body is not ready (boxed: a body already in memory
+            // needs neither the timer nor the room for it).
+            deadline: Option<Pin<Box<Sleep>>>,
             parts: Parts,
             claim: Claim,
             inner: S,
@@ -71,6 +75,7 @@ where
         ResponseFuture {
             state: State::Collect {
                 collect: CollectBody::new(body, config.max_body_size),
+                deadline: None,
                 parts,
                 claim,
                 inner,
@@ -100,8 +105,35 @@ where
         let mut state = self.project().state;
         loop {
             match state.as_mut().project() {
-                StateProj::Collect { collect, .. } => {
-                    let collected = ready!(collect.poll(cx));
+                StateProj::Collect {
+                    collect,
+                    deadline,
+                    config,
+                    ..
+                } => {
+                    let collected = match collect.poll(cx) {
+                        Poll::Ready(collected) => collected,
+                        Poll::Pending => {
+                            let Some(timeout) = config.body_read_timeout else {
+                                return Poll::Pending;
+                            };
+                            let sleep = match deadline {
+                                Some(sleep) => sleep,
+                                None => match start_timer(timeout) {
+                                    Some(sleep) => deadline.insert(Box::pin(sleep)),
+                                    None => {
+                                        let refusal = VerifyConfig::no_timer_rejection();
+                                        state.set(State::Done);
+                                        return Poll::Ready(Ok(refusal.into_response()));
+                                    }
+                                },
+                            };
+                            ready!(sleep.as_mut().poll(cx));
+                            state.set(State::Done);
+                            let refusal = VerifyConfig::body_timeout_rejection(timeout);
+                            return Poll::Ready(Ok(refusal.into_response()));
+                        }
+                    };
                     let StateOwn::Collect {
                         mut parts,
                         claim,
@@ -196,4 +228,14 @@ where
             .field("state", &state)
             .finish()
     }
+}
+
+/// A Tokio sleep of `timeout`, or `None` where there is no Tokio timer: outside a Tokio
+/// runtime, or in one built without the time driver. Tokio panics in both cases
+/// (`tokio::time::sleep`: "there is no reactor running", "timers are disabled"); the first is
+/// checked beforehand, the second caught (its message still goes to the panic hook, and with
+/// `panic = "abort"` it aborts: build the runtime with `enable_time`, or turn the timeout off).
+fn start_timer(timeout: std::time::Duration) -> Option<Sleep> {
+    tokio::runtime::Handle::try_current().ok()?;
+    std::panic::catch_unwind(|| tokio::time::sleep(timeout)).ok()
 }

@@ -36,7 +36,7 @@ pub struct RampnowVerifyLayer {
 impl RampnowVerifyLayer {
     /// Verifies against the keys in `keys` (one [`Credentials`](crate::Credentials), a map or
     /// list of them, or a closure), with the system clock, both header sets, a 60 s tolerance,
-    /// a 10 MiB body limit and no replay protection.
+    /// a 10 MiB body limit, a 30 s body read timeout and no replay protection.
     pub fn new(keys: impl KeyStore) -> RampnowVerifyLayer {
         RampnowVerifyLayer {
             config: Arc::new(VerifyConfig::new(Arc::new(keys))),
@@ -66,6 +66,42 @@ impl RampnowVerifyLayer {
     /// The largest body read, in bytes (default 10 MiB); a larger one is refused with 413.
     pub fn max_body_size(mut self, limit: usize) -> RampnowVerifyLayer {
         Arc::make_mut(&mut self.config).max_body_size = limit;
+        self
+    }
+
+    /// How long the whole body may take to arrive (default
+    /// [`DEFAULT_BODY_READ_TIMEOUT`](super::DEFAULT_BODY_READ_TIMEOUT), 30 s); `None` waits for
+    /// it without limit. A body still incomplete at the deadline is refused with `408`
+    /// (`body_timeout`, with `Connection: close`), and the inner service is not called.
+    ///
+    /// The deadline covers the whole body, not each frame: a body trickled a byte at a time is
+    /// cut too. It starts the first time the body is not ready, so a body already in memory
+    /// (`Full`, [`SignedBody`](crate::SignedBody)) is read without any timer.
+    ///
+    /// The timer is Tokio's: the verifier must run inside a Tokio runtime with the time driver
+    /// (`#[tokio::main]`, or a runtime builder with `enable_time` or `enable_all`). Without one
+    /// a body that is not ready at once is refused with `500` (`server_timer`) rather than
+    /// read without a limit, and nothing panics (but see below). With `None` no timer is
+    /// used, and the verifier runs on any executor. Tokio itself panics when a timer is made
+    /// in a runtime without the time driver: the verifier catches that panic, but the panic
+    /// hook still prints it, and a build with `panic = "abort"` aborts, so turn the timeout off
+    /// (or the time driver on) there.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rampnow_auth::verify::RampnowVerifyLayer;
+    /// use rampnow_auth::Credentials;
+    ///
+    /// let credentials = Credentials::new("ak_live_3f9a1c", "pk_live_secret")?;
+    /// let strict = RampnowVerifyLayer::new(credentials.clone()).body_read_timeout(Duration::from_secs(5));
+    /// let any_executor = RampnowVerifyLayer::new(credentials).body_read_timeout(None);
+    /// # let _ = (strict, any_executor);
+    /// # Ok::<(), rampnow_auth::Error>(())
+    /// ```
+    pub fn body_read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> RampnowVerifyLayer {
+        Arc::make_mut(&mut self.config).body_read_timeout = timeout.into();
         self
     }
 

@@ -28,9 +28,20 @@
 //! |---|---|
 //! | 400 | `invalid_target` (CONNECT, a target without a path), `body_error` (a body that fails to read, or has trailers) |
 //! | 401 | `missing_header`, `duplicate_header`, `unknown_api_key`, `invalid_timestamp`, `stale_timestamp`, `invalid_signature`, `signature_mismatch`, `replayed` |
+//! | 408 | `body_timeout` (the body did not arrive whole in time), with `Connection: close` |
 //! | 413 | `body_too_large` |
-//! | 500 | `server_clock` (the server's clock is before 1970) |
+//! | 500 | `server_clock` (the server's clock is before 1970), `server_timer` (a body read timeout without a Tokio timer) |
 //! | 503 | `replay_memory_full`, with `Retry-After` |
+//!
+//! # Reading the body
+//!
+//! The body is read whole (up to [`max_body_size`](RampnowVerifyLayer::max_body_size)) before
+//! the signature is checked, within [`body_read_timeout`](RampnowVerifyLayer::body_read_timeout)
+//! (30 s by default) for the whole body, so a client trickling it a byte at a time cannot hold
+//! the request open. The timer is Tokio's and is made only for a body that is not ready at
+//! once: a body already in memory needs no runtime, and with the timeout off the verifier runs
+//! on any executor (see [`body_read_timeout`](RampnowVerifyLayer::body_read_timeout) for what
+//! happens without a Tokio timer).
 //!
 //! # Replay protection
 //!
@@ -99,7 +110,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
 
@@ -112,6 +123,12 @@ use crate::signer::{sign_parts, Signature};
 
 /// The default [`tolerance`](RampnowVerifyLayer::tolerance): 60 seconds, as Rampnow's.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(60);
+
+/// The default [`body_read_timeout`](RampnowVerifyLayer::body_read_timeout): 30 seconds for
+/// the whole body. Rampnow request bodies are small JSON documents (a quote, an order), sent
+/// in well under a second even on a slow link; 30 s leaves room for a stalled mobile
+/// connection while still cutting a body trickled a byte at a time to hold the server.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a request was refused. Attached to the refusal's response extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -142,6 +159,13 @@ pub enum RejectionKind {
     /// The replay memory has no room for the signature, so it cannot be accepted safely;
     /// sent with `Retry-After` (503).
     ReplayMemoryFull,
+    /// The body did not arrive whole within the
+    /// [`body_read_timeout`](RampnowVerifyLayer::body_read_timeout) (408, sent with
+    /// `Connection: close`).
+    BodyTimeout,
+    /// A body read timeout is set but there is no Tokio timer to run it: the server's fault
+    /// (500).
+    ServerTimer,
     /// The request target has no path starting with `/` (authority form, asterisk form), or
     /// the method is `CONNECT`: nothing the signature could cover as received (400).
     InvalidTarget,
@@ -154,7 +178,10 @@ impl RejectionKind {
         match self {
             RejectionKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             RejectionKind::Body | RejectionKind::InvalidTarget => StatusCode::BAD_REQUEST,
-            RejectionKind::ServerClock => StatusCode::INTERNAL_SERVER_ERROR,
+            RejectionKind::ServerClock | RejectionKind::ServerTimer => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            RejectionKind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             RejectionKind::ReplayMemoryFull => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNAUTHORIZED,
         }
@@ -176,6 +203,8 @@ impl RejectionKind {
             RejectionKind::Body => "body_error",
             RejectionKind::ServerClock => "server_clock",
             RejectionKind::InvalidTarget => "invalid_target",
+            RejectionKind::BodyTimeout => "body_timeout",
+            RejectionKind::ServerTimer => "server_timer",
             RejectionKind::ReplayMemoryFull => "replay_memory_full",
         }
     }
@@ -243,6 +272,12 @@ impl Rejection {
         response
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if self.kind == RejectionKind::BodyTimeout {
+            // The rest of the body may still be trickling in: do not keep the connection for it.
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()
@@ -316,6 +351,7 @@ pub(crate) struct VerifyConfig {
     names: Vec<HeaderNames>,
     tolerance: Duration,
     pub(crate) max_body_size: usize,
+    pub(crate) body_read_timeout: Option<Duration>,
     replay: Option<Arc<dyn ReplayStore>>,
     /// The same store as `replay` when it is a [`MemoryReplayStore`], for its counts.
     replay_memory: Option<Arc<MemoryReplayStore>>,
@@ -341,6 +377,7 @@ impl VerifyConfig {
             names: vec![HeaderNames::RN, HeaderNames::X_RAMPNOW],
             tolerance: DEFAULT_TOLERANCE,
             max_body_size: crate::sign::DEFAULT_MAX_BODY_SIZE,
+            body_read_timeout: Some(DEFAULT_BODY_READ_TIMEOUT),
             replay: None,
             replay_memory: None,
         }
@@ -561,6 +598,28 @@ impl VerifyConfig {
         }
     }
 
+    pub(crate) fn body_timeout_rejection(timeout: Duration) -> Rejection {
+        Rejection::new(
+            RejectionKind::BodyTimeout,
+            format!(
+                "the request body did not arrive whole within this server's limit of {} ms; \
+                 send the whole body at once, right after the headers (sign it again if the \
+                 retry comes later)",
+                timeout.as_millis()
+            ),
+        )
+    }
+
+    pub(crate) fn no_timer_rejection() -> Rejection {
+        Rejection::new(
+            RejectionKind::ServerTimer,
+            "the server cannot time the reading of this request body: its verifier has a body \
+             read timeout but runs without a Tokio runtime with the time driver. This is the \
+             server's fault: send the request again once its operator has enabled Tokio's time \
+             driver or turned the timeout off",
+        )
+    }
+
     pub(crate) fn body_rejection(&self, failure: BodyFailure) -> Rejection {
         match failure {
             BodyFailure::TooLarge => Rejection::new(
@@ -616,6 +675,7 @@ impl fmt::Debug for VerifyConfig {
             .field("header_names", &self.names)
             .field("tolerance", &self.tolerance)
             .field("max_body_size", &self.max_body_size)
+            .field("body_read_timeout", &self.body_read_timeout)
             .field("replay", &self.replay.is_some())
             .field(
                 "replay_capacity",
@@ -666,6 +726,16 @@ mod tests {
             StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(RejectionKind::ReplayMemoryFull.code(), "replay_memory_full");
+        assert_eq!(
+            RejectionKind::BodyTimeout.status(),
+            StatusCode::REQUEST_TIMEOUT
+        );
+        assert_eq!(RejectionKind::BodyTimeout.code(), "body_timeout");
+        assert_eq!(
+            RejectionKind::ServerTimer.status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(RejectionKind::ServerTimer.code(), "server_timer");
     }
 
     #[test]
