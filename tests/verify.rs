@@ -1,5 +1,6 @@
 //! The verifier: every refusal with its status, code and reason, the inner service never
-//! called; tolerance edges; replay protection; signer → verifier round trips.
+//! called; request targets; tolerance edges; replay protection and replay stores; the body read
+//! timeout; signer → verifier round trips.
 
 mod common;
 
@@ -977,7 +978,9 @@ fn poll_once<F: std::future::Future>(future: F) -> std::task::Poll<F::Output> {
 
 /// Without a Tokio timer: a body already in memory needs none; a body still to come is refused
 /// with 500 (`server_timer`) instead of a panic, both outside any runtime and in a runtime
-/// without the time driver; with the timeout off, no timer is asked for at all.
+/// without the time driver; with the timeout off, no timer is asked for at all. (Tokio's
+/// "timers are disabled" panic is caught by the verifier; its message still shows in the test
+/// output.)
 #[test]
 fn without_a_tokio_timer_nothing_panics() {
     let signed = |body: &'static [u8]| {

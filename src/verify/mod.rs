@@ -602,10 +602,14 @@ impl VerifyConfig {
         Rejection::new(
             RejectionKind::BodyTimeout,
             format!(
-                "the request body did not arrive whole within this server's limit of {} ms; \
+                "the request body did not arrive whole within this server's limit of {}; \
                  send the whole body at once, right after the headers (sign it again if the \
                  retry comes later)",
-                timeout.as_millis()
+                if timeout.subsec_nanos() == 0 {
+                    format!("{} s", timeout.as_secs())
+                } else {
+                    format!("{} ms", timeout.as_millis())
+                }
             ),
         )
     }
@@ -750,5 +754,19 @@ mod tests {
             assert_eq!(response.headers()[RETRY_AFTER], header, "{wait} ms");
         }
         assert!(VerifyConfig::replay_rejection(ReplayCheck::First).is_none());
+    }
+
+    #[test]
+    fn a_body_timeout_is_a_408_that_closes_the_connection() {
+        for (timeout, shown) in [
+            (Duration::from_secs(30), "30 s"),
+            (Duration::from_millis(1_500), "1500 ms"),
+        ] {
+            let rejection = VerifyConfig::body_timeout_rejection(timeout);
+            assert!(rejection.reason().contains(shown), "{}", rejection.reason());
+            let response: Response<Bytes> = rejection.into_response();
+            assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+            assert_eq!(response.headers()[CONNECTION], "close");
+        }
     }
 }
