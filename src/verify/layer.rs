@@ -95,7 +95,8 @@ impl RampnowVerifyLayer {
     /// use rampnow_auth::Credentials;
     ///
     /// let credentials = Credentials::new("ak_live_3f9a1c", "pk_live_secret")?;
-    /// let strict = RampnowVerifyLayer::new(credentials.clone()).body_read_timeout(Duration::from_secs(5));
+    /// let strict =
+    ///     RampnowVerifyLayer::new(credentials.clone()).body_read_timeout(Duration::from_secs(5));
     /// let any_executor = RampnowVerifyLayer::new(credentials).body_read_timeout(None);
     /// # let _ = (strict, any_executor);
     /// # Ok::<(), rampnow_auth::Error>(())

@@ -112,13 +112,10 @@ pub enum ReplayCheck {
 /// ```
 /// use rampnow_auth::verify::{ReplayCheck, ReplayFuture};
 ///
-/// # futures_lite_block_on(async {
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// assert_eq!(ReplayFuture::ready(ReplayCheck::First).await, ReplayCheck::First);
 /// assert_eq!(ReplayFuture::new(async { ReplayCheck::Replayed }).await, ReplayCheck::Replayed);
 /// # });
-/// # fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
-/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
-/// # }
 /// ```
 #[must_use = "a ReplayFuture does nothing unless awaited or polled"]
 pub struct ReplayFuture {
