@@ -1,5 +1,6 @@
 //! The verifier: every refusal with its status, code and reason, the inner service never
-//! called; tolerance edges; replay protection; signer → verifier round trips.
+//! called; request targets; tolerance edges; replay protection and replay stores; the body read
+//! timeout; signer → verifier round trips.
 
 mod common;
 
@@ -13,8 +14,11 @@ use common::fixed_clock;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::channel::Channel;
 use http_body_util::Full;
-use rampnow_auth::verify::{RampnowVerifyLayer, Rejection, RejectionKind, VerifiedApiKey};
-use rampnow_auth::{Credentials, HeaderNames, RampnowAuthLayer, SignedBody, Signer};
+use rampnow_auth::verify::{
+    MemoryReplayStore, RampnowVerifyLayer, Rejection, RejectionKind, ReplayCheck, ReplayFuture,
+    ReplayStore, VerifiedApiKey,
+};
+use rampnow_auth::{Credentials, HeaderNames, RampnowAuthLayer, Signature, SignedBody, Signer};
 use tower::{service_fn, BoxError, Layer, Service, ServiceExt};
 
 const NOW: u64 = 1_764_288_000;
@@ -445,21 +449,212 @@ async fn replay_protection_refuses_a_verbatim_resend_but_not_a_re_signed_one() {
     assert_eq!(layer.remembered_signatures(), Some(2));
 }
 
+/// A signed GET of `target` at `NOW` with the test key.
+fn signed_get(target: &str) -> Request<SignedBody> {
+    let headers = signed_headers(&NOW.to_string(), &Method::GET, target, b"");
+    let mut req = Request::get(target).body(SignedBody::empty()).unwrap();
+    *req.headers_mut() = headers;
+    req
+}
+
+/// The replay memory never holds more than its capacity, and never makes room by forgetting:
+/// once the key's share (half of 8) is full, further requests are refused with 503 instead of
+/// accepted. (This test used to send 50 requests into a memory of 8 and expect all 50 to be
+/// accepted, the oldest signatures forgotten: exactly what let their replays through.)
 #[tokio::test]
 async fn replay_memory_never_exceeds_its_capacity() {
     let layer = verifier().reject_replays(8);
+    let mut statuses = Vec::new();
     for i in 0..50u64 {
-        let target = format!("/api/x?i={i}");
-        let headers = signed_headers(&NOW.to_string(), &Method::GET, &target, b"");
-        let mut req = Request::get(target.as_str())
-            .body(SignedBody::empty())
-            .unwrap();
-        *req.headers_mut() = headers;
-        let (response, _) = verify(layer.clone(), req).await;
-        assert_eq!(response.status(), StatusCode::OK);
+        let (response, _) = verify(layer.clone(), signed_get(&format!("/api/x?i={i}"))).await;
+        statuses.push(response.status());
         assert!(layer.remembered_signatures().unwrap() <= 8);
     }
-    assert_eq!(layer.remembered_signatures(), Some(8));
+    assert!(statuses[..4].iter().all(|s| *s == StatusCode::OK));
+    assert!(statuses[4..]
+        .iter()
+        .all(|s| *s == StatusCode::SERVICE_UNAVAILABLE));
+    assert_eq!(layer.remembered_signatures(), Some(4));
+}
+
+/// With the old memory, a signature forgotten to make room could be replayed: capacity 8, nine
+/// requests, and the first one's replay was accepted. Now the requests past the key's share
+/// (half of 8) wait with 503, and the replays of the first ones are refused.
+#[tokio::test]
+async fn a_replay_of_a_signature_that_would_have_been_evicted_is_refused() {
+    let layer = verifier().reject_replays(8);
+    for i in 0..9u64 {
+        let (response, calls) = verify(layer.clone(), signed_get(&format!("/api/x?i={i}"))).await;
+        if i < 4 {
+            assert_eq!(
+                (response.status(), calls),
+                (StatusCode::OK, 1),
+                "request {i}"
+            );
+        } else {
+            assert_eq!(
+                (response.status(), calls),
+                (StatusCode::SERVICE_UNAVAILABLE, 0),
+                "request {i}"
+            );
+        }
+    }
+    for i in 0..4u64 {
+        assert_refused(
+            signed_get(&format!("/api/x?i={i}")),
+            layer.clone(),
+            RejectionKind::Replayed,
+        )
+        .await;
+    }
+    assert_eq!(layer.remembered_signatures(), Some(4));
+}
+
+#[tokio::test]
+async fn a_full_replay_memory_answers_503_with_retry_after() {
+    let layer = verifier().reject_replays(2); // one per key
+    let (first, _) = verify(layer.clone(), signed_get("/api/a")).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_refused(
+        signed_get("/api/b"),
+        layer.clone(),
+        RejectionKind::ReplayMemoryFull,
+    )
+    .await;
+    let (response, calls) = verify(layer.clone(), signed_get("/api/b")).await;
+    assert_eq!(calls, 0);
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // The first signature (timestamp NOW, tolerance 60 s) is kept through NOW + 60: room frees
+    // up 61 s from now.
+    assert_eq!(response.headers()["retry-after"], "61");
+    let rejection = response.extensions().get::<Rejection>().cloned().unwrap();
+    assert_eq!(rejection.code(), "replay_memory_full");
+    assert_eq!(rejection.retry_after(), Some(Duration::from_secs(61)));
+    assert!(
+        rejection.reason().contains("after 61 s"),
+        "{}",
+        rejection.reason()
+    );
+    // Once the clock has moved past the first signature's window, there is room again.
+    let clock = Arc::new(std::sync::atomic::AtomicU64::new(NOW));
+    let read = Arc::clone(&clock);
+    let layer = verifier()
+        .with_clock(move || {
+            std::time::UNIX_EPOCH + Duration::from_secs(read.load(Ordering::SeqCst))
+        })
+        .replay_store(Arc::new(MemoryReplayStore::new(1)));
+    let (response, _) = verify(layer.clone(), signed_get("/api/a")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(layer.remembered_signatures(), Some(1));
+    clock.store(NOW + 60, Ordering::SeqCst);
+    let (response, _) = verify(layer.clone(), signed_get("/api/b")).await;
+    assert_eq!(response.headers()["retry-after"], "1");
+    clock.store(NOW + 61, Ordering::SeqCst);
+    let headers = signed_headers(&(NOW + 61).to_string(), &Method::GET, "/api/b", b"");
+    let (response, _) = verify(layer.clone(), request(headers, Method::GET, "/api/b", b"")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn one_key_filling_its_share_does_not_fail_another_keys_fresh_requests() {
+    let a = credentials();
+    let b = Credentials::new("ak_live_b", "pk_live_b_secret").unwrap();
+    let layer = RampnowVerifyLayer::new(vec![a.clone(), b.clone()])
+        .with_clock(fixed_clock(NOW))
+        .reject_replays(8);
+    let send = |credentials: &Credentials, target: String| {
+        let signature = Signer::new(credentials).sign(NOW, &Method::GET, &target, b"");
+        let mut headers = HeaderMap::new();
+        headers.insert("rn-api-key", credentials.api_key().parse().unwrap());
+        headers.insert("rn-access-timestamp", NOW.to_string().parse().unwrap());
+        headers.insert("rn-access-sign", signature.to_string().parse().unwrap());
+        let mut req = Request::get(target).body(SignedBody::empty()).unwrap();
+        *req.headers_mut() = headers;
+        verify(layer.clone(), req)
+    };
+    // Key A sends as fast as it can: it gets its half, then waits.
+    let mut a_statuses = Vec::new();
+    for i in 0..20 {
+        a_statuses.push(send(&a, format!("/a?{i}")).await.0.status());
+    }
+    assert_eq!(
+        a_statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        4
+    );
+    // Key B's fresh requests still go through.
+    for i in 0..4 {
+        let (response, calls) = send(&b, format!("/b?{i}")).await;
+        assert_eq!(
+            (response.status(), calls),
+            (StatusCode::OK, 1),
+            "B's request {i}"
+        );
+    }
+}
+
+/// A store plugged in with `replay_store` is asked once per verified request, with the key,
+/// the signature, the clock's time and the end of the window; its answers decide, also when
+/// they take a while (a boxed future, as a networked store would answer).
+#[tokio::test]
+async fn a_custom_replay_store_is_consulted() {
+    #[derive(Default)]
+    struct Scripted {
+        asked: std::sync::Mutex<Vec<(String, String, u64, u64)>>,
+    }
+    impl ReplayStore for Scripted {
+        fn check(
+            &self,
+            api_key: &str,
+            signature: &Signature,
+            now: u64,
+            until: u64,
+        ) -> ReplayFuture {
+            let mut asked = self.asked.lock().unwrap();
+            asked.push((api_key.to_owned(), signature.to_string(), now, until));
+            match asked.len() {
+                1 => ReplayFuture::ready(ReplayCheck::First),
+                2 => ReplayFuture::new(async {
+                    tokio::task::yield_now().await;
+                    ReplayCheck::Replayed
+                }),
+                _ => ReplayFuture::new(async {
+                    tokio::task::yield_now().await;
+                    ReplayCheck::Full {
+                        retry_after: Duration::from_millis(2_500),
+                    }
+                }),
+            }
+        }
+    }
+    let store = Arc::new(Scripted::default());
+    let layer = verifier().replay_store(Arc::clone(&store));
+    assert_eq!(layer.remembered_signatures(), None);
+
+    let (first, calls) = verify(layer.clone(), signed_get("/api/1")).await;
+    assert_eq!((first.status(), calls), (StatusCode::OK, 1));
+    assert_refused(signed_get("/api/2"), layer.clone(), RejectionKind::Replayed).await;
+    let (full, calls) = verify(layer.clone(), signed_get("/api/3")).await;
+    assert_eq!((full.status(), calls), (StatusCode::SERVICE_UNAVAILABLE, 0));
+    assert_eq!(full.headers()["retry-after"], "3", "rounded up");
+
+    // A forged request is never asked about.
+    let mut forged = signed_get("/api/4");
+    forged
+        .headers_mut()
+        .insert("rn-access-sign", "0".repeat(64).parse().unwrap());
+    let (response, _) = verify(layer.clone(), forged).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    let asked = store.asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 3);
+    let expected = signed_headers(&NOW.to_string(), &Method::GET, "/api/1", b"")["rn-access-sign"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        asked[0],
+        (common::API_KEY.to_owned(), expected, NOW, NOW + 60)
+    );
 }
 
 #[tokio::test]
@@ -654,5 +849,210 @@ async fn a_request_refused_on_its_headers_does_not_clone_the_inner_service() {
     assert_eq!(
         (clones.load(Ordering::SeqCst), calls.load(Ordering::SeqCst)),
         (1, 1)
+    );
+}
+
+/// Targets a signature cannot cover as received — a tunnel (`CONNECT`), a bare host (authority
+/// form), `*` (asterisk form), an absolute URI with a query but no path — are refused with 400
+/// before the body is read and without a clone of the inner service, even when signed over
+/// what the client claims (`/`, or the target itself).
+#[tokio::test]
+async fn targets_without_a_path_and_connect_are_refused_before_the_body() {
+    let cases: [(Method, &str, &str); 6] = [
+        (Method::CONNECT, "api.rampnow.io:443", "/"),
+        (Method::CONNECT, "api.rampnow.io:443", ""),
+        (Method::CONNECT, "/api/x", "/api/x"),
+        (Method::OPTIONS, "*", "*"),
+        (Method::OPTIONS, "*", "/"),
+        (Method::GET, "https://api.rampnow.io?a=1", "?a=1"),
+    ];
+    for (method, uri, signed_over) in cases {
+        let clones = Arc::new(AtomicUsize::new(0));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut service = verifier().layer(CountClones {
+            inner: app(calls.clone()),
+            clones: clones.clone(),
+        });
+        // A body that never ends: reading it would hang the test.
+        let (_tx, body) = Channel::<Bytes>::new(1);
+        let mut request = Request::builder()
+            .method(method.clone())
+            .uri(uri)
+            .body(body)
+            .unwrap();
+        *request.headers_mut() = signed_headers(&NOW.to_string(), &method, signed_over, b"");
+        let response = tokio::time::timeout(Duration::from_secs(5), async {
+            ServiceExt::<Request<Channel<Bytes>>>::ready(&mut service)
+                .await
+                .unwrap()
+                .call(request)
+                .await
+                .unwrap()
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{method} {uri}: the body was waited for"));
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{method} {uri}");
+        let rejection = response.extensions().get::<Rejection>().cloned().unwrap();
+        assert_eq!(
+            rejection.kind(),
+            RejectionKind::InvalidTarget,
+            "{method} {uri}"
+        );
+        assert_eq!(rejection.code(), "invalid_target");
+        assert!(
+            rejection.reason().contains("send"),
+            "{method} {uri}: the reason says what to do: {}",
+            rejection.reason()
+        );
+        let json: serde_json::Value = serde_json::from_str(&common::text(response).await).unwrap();
+        assert_eq!(json["error"], "invalid_target");
+        assert_eq!(
+            (clones.load(Ordering::SeqCst), calls.load(Ordering::SeqCst)),
+            (0, 0),
+            "{method} {uri}"
+        );
+    }
+}
+
+/// A body that trickles a byte at a time, forever: the deadline is for the whole body, not
+/// each frame, so it is cut with 408 and the inner service never sees it. (Before the timeout
+/// existed, such a body held the request for as long as the client liked.)
+#[tokio::test]
+async fn a_trickling_body_is_cut_with_408_and_never_reaches_the_inner_service() {
+    let headers = signed_headers(&NOW.to_string(), &Method::POST, "/api/x", b"");
+    let (mut tx, trickle) = Channel::<Bytes>::new(1);
+    let sender = tokio::spawn(async move {
+        for _ in 0..1_000 {
+            if tx.send_data(Bytes::from_static(b"x")).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let mut req = Request::post("/api/x").body(trickle).unwrap();
+    *req.headers_mut() = headers.clone();
+    let layer = verifier().body_read_timeout(Duration::from_millis(300));
+    let (response, calls) = tokio::time::timeout(Duration::from_secs(10), verify(layer, req))
+        .await
+        .expect("the trickling body was waited for past the timeout");
+    sender.abort();
+    assert_eq!((response.status(), calls), (StatusCode::REQUEST_TIMEOUT, 0));
+    assert_eq!(response.headers()["connection"], "close");
+    let rejection = response.extensions().get::<Rejection>().cloned().unwrap();
+    assert_eq!(rejection.kind(), RejectionKind::BodyTimeout);
+    assert!(
+        rejection.reason().contains("300 ms"),
+        "{}",
+        rejection.reason()
+    );
+    let json: serde_json::Value = serde_json::from_str(&common::text(response).await).unwrap();
+    assert_eq!(json["error"], "body_timeout");
+
+    // A body that never sends anything at all.
+    let (_tx, silent) = Channel::<Bytes>::new(1);
+    let mut req = Request::post("/api/x").body(silent).unwrap();
+    *req.headers_mut() = headers;
+    let layer = verifier().body_read_timeout(Duration::from_millis(100));
+    let (response, calls) = tokio::time::timeout(Duration::from_secs(10), verify(layer, req))
+        .await
+        .expect("the silent body was waited for past the timeout");
+    assert_eq!((response.status(), calls), (StatusCode::REQUEST_TIMEOUT, 0));
+}
+
+/// A slow body that arrives whole before the deadline is verified as usual.
+#[tokio::test]
+async fn a_slow_body_within_the_timeout_is_accepted() {
+    let body = b"{\"a\":1}";
+    let headers = signed_headers(&NOW.to_string(), &Method::POST, "/api/x", body);
+    let (mut tx, slow) = Channel::<Bytes>::new(1);
+    tokio::spawn(async move {
+        for byte in body {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            tx.send_data(Bytes::copy_from_slice(&[*byte]))
+                .await
+                .unwrap();
+        }
+    });
+    let mut req = Request::post("/api/x").body(slow).unwrap();
+    *req.headers_mut() = headers;
+    let layer = verifier().body_read_timeout(Duration::from_secs(5));
+    let (response, calls) = verify(layer, req).await;
+    assert_eq!((response.status(), calls), (StatusCode::OK, 1));
+}
+
+/// Polls `future` once, outside any runtime.
+fn poll_once<F: std::future::Future>(future: F) -> std::task::Poll<F::Output> {
+    let mut future = std::pin::pin!(future);
+    future
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+}
+
+/// Without a Tokio timer: a body already in memory needs none; a body still to come is refused
+/// with 500 (`server_timer`) instead of a panic, both outside any runtime and in a runtime
+/// without the time driver; with the timeout off, no timer is asked for at all. (Tokio's
+/// "timers are disabled" panic is caught by the verifier; its message still shows in the test
+/// output.)
+#[test]
+fn without_a_tokio_timer_nothing_panics() {
+    let signed = |body: &'static [u8]| {
+        request(
+            signed_headers(&NOW.to_string(), &Method::POST, "/api/x", body),
+            Method::POST,
+            "/api/x",
+            body,
+        )
+    };
+    let pending = || {
+        let (tx, body) = Channel::<Bytes>::new(1);
+        let mut req = Request::post("/api/x").body(body).unwrap();
+        *req.headers_mut() = signed_headers(&NOW.to_string(), &Method::POST, "/api/x", b"");
+        (tx, req)
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+
+    // Outside any runtime.
+    let std::task::Poll::Ready(Ok(response)) =
+        poll_once(verifier().layer(app(calls.clone())).oneshot(signed(b"{}")))
+    else {
+        panic!("an in-memory body is verified at once");
+    };
+    assert_eq!(response.status(), StatusCode::OK);
+    let (_tx, req) = pending();
+    let std::task::Poll::Ready(Ok(response)) =
+        poll_once(verifier().layer(app(calls.clone())).oneshot(req))
+    else {
+        panic!("refused at once");
+    };
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        response.extensions().get::<Rejection>().unwrap().kind(),
+        RejectionKind::ServerTimer
+    );
+    let (_tx, req) = pending();
+    assert!(poll_once(
+        verifier()
+            .body_read_timeout(None)
+            .layer(app(calls.clone()))
+            .oneshot(req)
+    )
+    .is_pending());
+
+    // In a runtime without the time driver.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (_tx, req) = pending();
+    let response = runtime
+        .block_on(verifier().layer(app(calls.clone())).oneshot(req))
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let rejection = response.extensions().get::<Rejection>().cloned().unwrap();
+    assert_eq!(rejection.code(), "server_timer");
+    assert!(rejection.reason().contains("time driver"));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "only the in-memory body got through"
     );
 }

@@ -9,9 +9,10 @@ use http::request::Parts;
 use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
+use tokio::time::Sleep;
 use tower::{BoxError, Service};
 
-use super::{Claim, VerifyConfig};
+use super::{Claim, ReplayFuture, VerifiedApiKey, VerifyConfig};
 use crate::body::{CollectBody, SignedBody};
 
 pin_project! {
@@ -36,10 +37,21 @@ pin_project! {
         /// service wait beside it.
         Collect {
             #[pin] collect: C,
+            // Made the first time the body is not ready (boxed: a body already in memory
+            // needs neither the timer nor the room for it).
+            deadline: Option<Pin<Box<Sleep>>>,
             parts: Parts,
             claim: Claim,
             inner: S,
             config: Arc<VerifyConfig>,
+        },
+        /// Verified; waiting for the replay memory's answer.
+        Replay {
+            check: ReplayFuture,
+            parts: Parts,
+            body: Bytes,
+            key: VerifiedApiKey,
+            inner: S,
         },
         Call { #[pin] future: F },
         Refused { response: Response<R> },
@@ -63,6 +75,7 @@ where
         ResponseFuture {
             state: State::Collect {
                 collect: CollectBody::new(body, config.max_body_size),
+                deadline: None,
                 parts,
                 claim,
                 inner,
@@ -92,8 +105,35 @@ where
         let mut state = self.project().state;
         loop {
             match state.as_mut().project() {
-                StateProj::Collect { collect, .. } => {
-                    let collected = ready!(collect.poll(cx));
+                StateProj::Collect {
+                    collect,
+                    deadline,
+                    config,
+                    ..
+                } => {
+                    let collected = match collect.poll(cx) {
+                        Poll::Ready(collected) => collected,
+                        Poll::Pending => {
+                            let Some(timeout) = config.body_read_timeout else {
+                                return Poll::Pending;
+                            };
+                            let sleep = match deadline {
+                                Some(sleep) => sleep,
+                                None => match start_timer(timeout) {
+                                    Some(sleep) => deadline.insert(Box::pin(sleep)),
+                                    None => {
+                                        let refusal = VerifyConfig::no_timer_rejection();
+                                        state.set(State::Done);
+                                        return Poll::Ready(Ok(refusal.into_response()));
+                                    }
+                                },
+                            };
+                            ready!(sleep.as_mut().poll(cx));
+                            state.set(State::Done);
+                            let refusal = VerifyConfig::body_timeout_rejection(timeout);
+                            return Poll::Ready(Ok(refusal.into_response()));
+                        }
+                    };
                     let StateOwn::Collect {
                         mut parts,
                         claim,
@@ -107,16 +147,23 @@ where
                     let verified = collected
                         .map_err(|failure| config.body_rejection(failure))
                         .and_then(|body| {
-                            let key = config.check_signature(
+                            let (key, replay) = config.check_signature(
                                 claim,
                                 &parts.method,
                                 parts.uri.path_and_query(),
                                 &body,
                             )?;
-                            Ok((key, body))
+                            Ok((key, replay, body))
                         });
                     match verified {
-                        Ok((key, body)) => {
+                        Ok((key, Some(check), body)) => state.set(State::Replay {
+                            check,
+                            parts,
+                            body,
+                            key,
+                            inner,
+                        }),
+                        Ok((key, None, body)) => {
                             parts.extensions.insert(key);
                             let request = Request::from_parts(parts, SignedBody::from(body));
                             state.set(State::Call {
@@ -125,6 +172,27 @@ where
                         }
                         Err(rejection) => return Poll::Ready(Ok(rejection.into_response())),
                     }
+                }
+                StateProj::Replay { check, .. } => {
+                    let answer = ready!(Pin::new(check).poll(cx));
+                    let StateOwn::Replay {
+                        mut parts,
+                        body,
+                        key,
+                        mut inner,
+                        ..
+                    } = state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("the state was Replay")
+                    };
+                    if let Some(rejection) = VerifyConfig::replay_rejection(answer) {
+                        return Poll::Ready(Ok(rejection.into_response()));
+                    }
+                    parts.extensions.insert(key);
+                    let request = Request::from_parts(parts, SignedBody::from(body));
+                    state.set(State::Call {
+                        future: inner.call(request),
+                    });
                 }
                 StateProj::Call { future } => return future.poll(cx),
                 StateProj::Refused { .. } => {
@@ -151,6 +219,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Collect { .. } => "reading body",
+            State::Replay { .. } => "checking for a replay",
             State::Call { .. } => "calling inner service",
             State::Refused { .. } => "refused",
             State::Done => "done",
@@ -159,4 +228,14 @@ where
             .field("state", &state)
             .finish()
     }
+}
+
+/// A Tokio sleep of `timeout`, or `None` where there is no Tokio timer: outside a Tokio
+/// runtime, or in one built without the time driver. Tokio panics in both cases
+/// (`tokio::time::sleep`: "there is no reactor running", "timers are disabled"); the first is
+/// checked beforehand, the second caught (its message still goes to the panic hook, and with
+/// `panic = "abort"` it aborts: build the runtime with `enable_time`, or turn the timeout off).
+fn start_timer(timeout: std::time::Duration) -> Option<Sleep> {
+    tokio::runtime::Handle::try_current().ok()?;
+    std::panic::catch_unwind(|| tokio::time::sleep(timeout)).ok()
 }

@@ -1,10 +1,10 @@
+use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tower::Layer;
 
-use super::replay::ReplayCache;
-use super::{RampnowVerify, VerifyConfig};
+use super::{MemoryReplayStore, RampnowVerify, ReplayStore, VerifyConfig};
 use crate::clock::Clock;
 use crate::headers::HeaderNames;
 use crate::keys::KeyStore;
@@ -36,7 +36,7 @@ pub struct RampnowVerifyLayer {
 impl RampnowVerifyLayer {
     /// Verifies against the keys in `keys` (one [`Credentials`](crate::Credentials), a map or
     /// list of them, or a closure), with the system clock, both header sets, a 60 s tolerance,
-    /// a 10 MiB body limit and no replay protection.
+    /// a 10 MiB body limit, a 30 s body read timeout and no replay protection.
     pub fn new(keys: impl KeyStore) -> RampnowVerifyLayer {
         RampnowVerifyLayer {
             config: Arc::new(VerifyConfig::new(Arc::new(keys))),
@@ -69,21 +69,109 @@ impl RampnowVerifyLayer {
         self
     }
 
-    /// Refuses a signature seen before, while its timestamp is within the tolerance.
+    /// How long the whole body may take to arrive (default
+    /// [`DEFAULT_BODY_READ_TIMEOUT`](super::DEFAULT_BODY_READ_TIMEOUT), 30 s); `None` waits for
+    /// it without limit. A body still incomplete at the deadline is refused with `408`
+    /// (`body_timeout`, with `Connection: close`), and the inner service is not called.
     ///
-    /// Remembers at most `capacity` signatures (at least one), forgetting the oldest first when
-    /// full; size it above the number of requests the server accepts in twice the tolerance,
-    /// or a replay of a forgotten signature gets through. Memory: about 100 bytes a
-    /// signature. Shared by every clone of this layer and every service it builds.
-    pub fn reject_replays(mut self, capacity: usize) -> RampnowVerifyLayer {
-        Arc::make_mut(&mut self.config).replay = Some(Arc::new(ReplayCache::new(capacity)));
+    /// The deadline covers the whole body, not each frame: a body trickled a byte at a time is
+    /// cut too. It starts the first time the body is not ready, so a body already in memory
+    /// (`Full`, [`SignedBody`](crate::SignedBody)) is read without any timer.
+    ///
+    /// The timer is Tokio's: the verifier must run inside a Tokio runtime with the time driver
+    /// (`#[tokio::main]`, or a runtime builder with `enable_time` or `enable_all`). Without one
+    /// a body that is not ready at once is refused with `500` (`server_timer`) rather than
+    /// read without a limit, and nothing panics (but see below). With `None` no timer is
+    /// used, and the verifier runs on any executor. Tokio itself panics when a timer is made
+    /// in a runtime without the time driver: the verifier catches that panic, but the panic
+    /// hook still prints it, and a build with `panic = "abort"` aborts, so turn the timeout off
+    /// (or the time driver on) there.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rampnow_auth::verify::RampnowVerifyLayer;
+    /// use rampnow_auth::Credentials;
+    ///
+    /// let credentials = Credentials::new("ak_live_3f9a1c", "pk_live_secret")?;
+    /// let strict =
+    ///     RampnowVerifyLayer::new(credentials.clone()).body_read_timeout(Duration::from_secs(5));
+    /// let any_executor = RampnowVerifyLayer::new(credentials).body_read_timeout(None);
+    /// # let _ = (strict, any_executor);
+    /// # Ok::<(), rampnow_auth::Error>(())
+    /// ```
+    pub fn body_read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> RampnowVerifyLayer {
+        Arc::make_mut(&mut self.config).body_read_timeout = timeout.into();
         self
     }
 
-    /// How many signatures the replay memory holds now, or `None` without replay protection.
+    /// Refuses a signature seen before, while its timestamp is within the tolerance, with a
+    /// [`MemoryReplayStore`] of `capacity` signatures (at least one), any one API key holding
+    /// at most half of them.
+    ///
+    /// The memory never forgets a signature that could still be replayed: when it (or the
+    /// key's half) is full, a new request is refused with `503` and `Retry-After` until the
+    /// oldest signature expires. Size it for the busiest key, counting each signature live for
+    /// up to 2 × tolerance + 1 s: `capacity ≥ 2 × rate × (2 × tolerance + 1 s)`; for 50
+    /// requests a second and the default 60 s tolerance, `reject_replays(12_100)` (see
+    /// [`MemoryReplayStore`]'s sizing notes, and its [`per_key`](MemoryReplayStore::per_key)
+    /// with [`replay_store`](Self::replay_store) for another share). Memory: some 150 bytes a
+    /// remembered signature. Shared by every clone of this layer and every service it builds.
+    pub fn reject_replays(self, capacity: usize) -> RampnowVerifyLayer {
+        self.replay_store(MemoryReplayStore::new(capacity))
+    }
+
+    /// Refuses a signature seen before, asking `store` (see [`ReplayStore`]): a
+    /// [`MemoryReplayStore`] with its own share per key, a store shared by several servers, or
+    /// an `Arc` of either to keep a handle on it. Only requests whose signature verified are
+    /// recorded. Shared by every clone of this layer and every service it builds.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use rampnow_auth::verify::{MemoryReplayStore, RampnowVerifyLayer};
+    /// use rampnow_auth::Credentials;
+    ///
+    /// // One partner key: give it the whole memory.
+    /// let store = Arc::new(MemoryReplayStore::new(10_000).per_key(10_000));
+    /// let layer = RampnowVerifyLayer::new(Credentials::new("ak_live_3f9a1c", "pk_live_secret")?)
+    ///     .replay_store(Arc::clone(&store));
+    /// assert_eq!(layer.remembered_signatures(), Some(0));
+    /// assert!(store.is_empty());
+    /// # Ok::<(), rampnow_auth::Error>(())
+    /// ```
+    pub fn replay_store(mut self, store: impl ReplayStore) -> RampnowVerifyLayer {
+        let config = Arc::make_mut(&mut self.config);
+        // A memory store (or an `Arc` of one) is kept as such too, for its counts.
+        let mut slot = Some(store);
+        let any: &mut dyn Any = &mut slot;
+        let memory = if let Some(memory) = take::<MemoryReplayStore>(any) {
+            Some(Arc::new(memory))
+        } else {
+            take::<Arc<MemoryReplayStore>>(any)
+        };
+        match (memory, slot) {
+            (Some(memory), _) => {
+                config.replay = Some(Arc::clone(&memory) as Arc<dyn ReplayStore>);
+                config.replay_memory = Some(memory);
+            }
+            (None, Some(store)) => {
+                config.replay = Some(Arc::new(store));
+                config.replay_memory = None;
+            }
+            // Not reached: the slot is emptied only when a memory store was taken.
+            (None, None) => {}
+        }
+        self
+    }
+
+    /// How many signatures the replay memory holds now, or `None` without replay protection or
+    /// with a store other than [`MemoryReplayStore`] (ask that store).
     #[must_use]
     pub fn remembered_signatures(&self) -> Option<usize> {
-        self.config.replay.as_ref().map(|r| r.len())
+        self.config.replay_memory.as_ref().map(|r| r.len())
     }
 }
 
@@ -93,4 +181,8 @@ impl<S> Layer<S> for RampnowVerifyLayer {
     fn layer(&self, inner: S) -> RampnowVerify<S> {
         RampnowVerify::from_config(inner, self.config.clone())
     }
+}
+
+fn take<T: 'static>(slot: &mut dyn Any) -> Option<T> {
+    slot.downcast_mut::<Option<T>>().and_then(Option::take)
 }

@@ -3,6 +3,9 @@
 //! It checks each request exactly as Rampnow's documentation describes, from the request
 //! target and body bytes *as received*:
 //!
+//! - a request target that starts with `/` (origin form, or an absolute URI with a path):
+//!   `CONNECT`, a bare host (authority form) and `*` (asterisk form) carry nothing a signature
+//!   could cover as received, and are refused;
 //! - each of the three headers present exactly once, from one header set (both
 //!   [`HeaderNames::RN`] and [`HeaderNames::X_RAMPNOW`] are accepted by default, since an
 //!   account may be on either version of the docs; [`header_names`](RampnowVerifyLayer::header_names)
@@ -12,13 +15,48 @@
 //!   (60 s either way by default);
 //! - a signature of exactly 64 hex digits in either case, equal, compared in constant time,
 //!   to the HMAC-SHA256 of timestamp, method, target and body;
-//! - optionally, a signature not seen before ([`reject_replays`](RampnowVerifyLayer::reject_replays)).
+//! - optionally, a signature not seen before ([`reject_replays`](RampnowVerifyLayer::reject_replays)
+//!   or [`replay_store`](RampnowVerifyLayer::replay_store)).
 //!
-//! Header checks come first, so a request with bad headers is refused without its body being
-//! read. A refused request never reaches the inner service: the layer answers with a JSON body
-//! `{"error": "<code>", "reason": "<what to fix>"}` (never revealing the expected signature),
-//! status 401 (413 for a body over the limit, 400 for a body that fails to read), and the
-//! [`Rejection`] in the response's extensions for logging.
+//! The target and header checks come first, so a request that fails them is refused without
+//! its body being read. A refused request never reaches the inner service: the layer answers
+//! with a JSON body `{"error": "<code>", "reason": "<what to fix>"}` (never revealing the
+//! expected signature), and the [`Rejection`] in the response's extensions for logging. The
+//! status, by [`RejectionKind`]:
+//!
+//! | status | codes |
+//! |---|---|
+//! | 400 | `invalid_target` (CONNECT, a target without a path), `body_error` (a body that fails to read, or has trailers) |
+//! | 401 | `missing_header`, `duplicate_header`, `unknown_api_key`, `invalid_timestamp`, `stale_timestamp`, `invalid_signature`, `signature_mismatch`, `replayed` |
+//! | 408 | `body_timeout` (the body did not arrive whole in time), with `Connection: close` |
+//! | 413 | `body_too_large` |
+//! | 500 | `server_clock` (the server's clock is before 1970), `server_timer` (a body read timeout without a Tokio timer) |
+//! | 503 | `replay_memory_full`, with `Retry-After` |
+//!
+//! # Reading the body
+//!
+//! The body is read whole (up to [`max_body_size`](RampnowVerifyLayer::max_body_size)) before
+//! the signature is checked, within [`body_read_timeout`](RampnowVerifyLayer::body_read_timeout)
+//! (30 s by default) for the whole body, so a client trickling it a byte at a time cannot hold
+//! the request open. The timer is Tokio's and is made only for a body that is not ready at
+//! once: a body already in memory needs no runtime, and with the timeout off the verifier runs
+//! on any executor (see [`body_read_timeout`](RampnowVerifyLayer::body_read_timeout) for what
+//! happens without a Tokio timer).
+//!
+//! # Replay protection
+//!
+//! With replay protection on, each request whose signature verified is checked against a
+//! [`ReplayStore`], and only such requests are remembered (a client without the secret cannot
+//! fill the memory). The store never forgets a signature while its timestamp is within the
+//! tolerance: when it has no room it says so, and the request is refused with `503` and a
+//! `Retry-After` of the seconds until the oldest signature expires, rather than accepted
+//! unchecked. [`MemoryReplayStore`] (what
+//! [`reject_replays`](RampnowVerifyLayer::reject_replays) builds) keeps any one API key to half
+//! of its capacity by default, so one busy key cannot get the others refused; its docs say how
+//! to size it (a signature stays remembered for up to 2 × tolerance + 1 s).
+//!
+//! A `#fragment` never reaches the verifier: the `http` crate drops it while parsing a URI
+//! (and clients do not send one), so the target checked is the path and query alone.
 //!
 //! An accepted request reaches the inner service with its body as a
 //! [`SignedBody`](crate::SignedBody) and the [`VerifiedApiKey`] in its extensions.
@@ -63,6 +101,7 @@ mod service;
 
 pub use future::ResponseFuture;
 pub use layer::RampnowVerifyLayer;
+pub use replay::{MemoryReplayStore, ReplayCheck, ReplayFuture, ReplayStore};
 pub use service::RampnowVerify;
 
 use std::borrow::Cow;
@@ -71,9 +110,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
+use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
 
 use crate::body::BodyFailure;
 use crate::clock::{unix_seconds, Clock, SystemClock, MAX_TIMESTAMP_DIGITS};
@@ -81,10 +120,15 @@ use crate::credentials::Credentials;
 use crate::headers::HeaderNames;
 use crate::keys::KeyStore;
 use crate::signer::{sign_parts, Signature};
-use replay::ReplayCache;
 
 /// The default [`tolerance`](RampnowVerifyLayer::tolerance): 60 seconds, as Rampnow's.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(60);
+
+/// The default [`body_read_timeout`](RampnowVerifyLayer::body_read_timeout): 30 seconds for
+/// the whole body. Rampnow request bodies are small JSON documents (a quote, an order), sent
+/// in well under a second even on a slow link; 30 s leaves room for a stalled mobile
+/// connection while still cutting a body trickled a byte at a time to hold the server.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a request was refused. Attached to the refusal's response extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,6 +156,19 @@ pub enum RejectionKind {
     Body,
     /// The server's own clock is before 1970 (500).
     ServerClock,
+    /// The replay memory has no room for the signature, so it cannot be accepted safely;
+    /// sent with `Retry-After` (503).
+    ReplayMemoryFull,
+    /// The body did not arrive whole within the
+    /// [`body_read_timeout`](RampnowVerifyLayer::body_read_timeout) (408, sent with
+    /// `Connection: close`).
+    BodyTimeout,
+    /// A body read timeout is set but there is no Tokio timer to run it: the server's fault
+    /// (500).
+    ServerTimer,
+    /// The request target has no path starting with `/` (authority form, asterisk form), or
+    /// the method is `CONNECT`: nothing the signature could cover as received (400).
+    InvalidTarget,
 }
 
 impl RejectionKind {
@@ -120,8 +177,12 @@ impl RejectionKind {
     pub fn status(self) -> StatusCode {
         match self {
             RejectionKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            RejectionKind::Body => StatusCode::BAD_REQUEST,
-            RejectionKind::ServerClock => StatusCode::INTERNAL_SERVER_ERROR,
+            RejectionKind::Body | RejectionKind::InvalidTarget => StatusCode::BAD_REQUEST,
+            RejectionKind::ServerClock | RejectionKind::ServerTimer => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            RejectionKind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            RejectionKind::ReplayMemoryFull => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
@@ -141,6 +202,10 @@ impl RejectionKind {
             RejectionKind::BodyTooLarge => "body_too_large",
             RejectionKind::Body => "body_error",
             RejectionKind::ServerClock => "server_clock",
+            RejectionKind::InvalidTarget => "invalid_target",
+            RejectionKind::BodyTimeout => "body_timeout",
+            RejectionKind::ServerTimer => "server_timer",
+            RejectionKind::ReplayMemoryFull => "replay_memory_full",
         }
     }
 }
@@ -151,6 +216,7 @@ impl RejectionKind {
 pub struct Rejection {
     kind: RejectionKind,
     reason: Cow<'static, str>,
+    retry_after: Option<u64>,
 }
 
 impl Rejection {
@@ -158,6 +224,7 @@ impl Rejection {
         Rejection {
             kind,
             reason: reason.into(),
+            retry_after: None,
         }
     }
 
@@ -185,6 +252,14 @@ impl Rejection {
         &self.reason
     }
 
+    /// When the client may try again, in whole seconds (at least one): the `Retry-After`
+    /// header sent with the refusal. Only for
+    /// [`ReplayMemoryFull`](RejectionKind::ReplayMemoryFull).
+    #[must_use]
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after.map(Duration::from_secs)
+    }
+
     /// The refusal as a response: status, `application/json` body, and `self` in extensions.
     pub(crate) fn into_response<B: From<Bytes>>(self) -> Response<B> {
         let body = format!(
@@ -197,6 +272,17 @@ impl Rejection {
         response
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if self.kind == RejectionKind::BodyTimeout {
+            // The rest of the body may still be trickling in: do not keep the connection for it.
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response.extensions_mut().insert(self);
         response
     }
@@ -265,7 +351,10 @@ pub(crate) struct VerifyConfig {
     names: Vec<HeaderNames>,
     tolerance: Duration,
     pub(crate) max_body_size: usize,
-    replay: Option<Arc<ReplayCache>>,
+    pub(crate) body_read_timeout: Option<Duration>,
+    replay: Option<Arc<dyn ReplayStore>>,
+    /// The same store as `replay` when it is a [`MemoryReplayStore`], for its counts.
+    replay_memory: Option<Arc<MemoryReplayStore>>,
 }
 
 /// What the headers claim, checked as far as it can be before the body is read.
@@ -288,7 +377,37 @@ impl VerifyConfig {
             names: vec![HeaderNames::RN, HeaderNames::X_RAMPNOW],
             tolerance: DEFAULT_TOLERANCE,
             max_body_size: crate::sign::DEFAULT_MAX_BODY_SIZE,
+            body_read_timeout: Some(DEFAULT_BODY_READ_TIMEOUT),
             replay: None,
+            replay_memory: None,
+        }
+    }
+
+    /// Checks that the request target is one a signature can cover as received: a path (and
+    /// query) starting with `/`, and not a `CONNECT` tunnel.
+    pub(crate) fn check_target(method: &Method, uri: &Uri) -> Result<(), Rejection> {
+        if method == Method::CONNECT {
+            return Err(Rejection::new(
+                RejectionKind::InvalidTarget,
+                "CONNECT asks for a tunnel, which a Rampnow signature cannot cover; send the API \
+                 request itself (such as GET or POST /api/partner/v1/...) straight to this \
+                 server, signed over that path",
+            ));
+        }
+        match uri.path_and_query().map(PathAndQuery::as_str) {
+            Some(target) if target.starts_with('/') => Ok(()),
+            Some("*") => Err(Rejection::new(
+                RejectionKind::InvalidTarget,
+                "the request target is `*` (asterisk form), which has no path to sign; send the \
+                 request to a path starting with /, such as /api/partner/v1/..., signed over \
+                 that path",
+            )),
+            _ => Err(Rejection::new(
+                RejectionKind::InvalidTarget,
+                "the request target has no path (a bare host, as CONNECT uses, or an absolute \
+                 URI without one); send a target starting with /, such as \
+                 /api/partner/v1/..., signed over exactly that path and query",
+            )),
         }
     }
 
@@ -412,14 +531,15 @@ impl VerifyConfig {
         })
     }
 
-    /// Checks the signature over the request as received, then the replay memory.
+    /// Checks the signature over the request as received; with replay protection on, asks the
+    /// replay memory (the answer is for [`replay_rejection`](Self::replay_rejection)).
     pub(crate) fn check_signature(
         &self,
         claim: Claim,
-        method: &http::Method,
+        method: &Method,
         target: Option<&PathAndQuery>,
         body: &[u8],
-    ) -> Result<VerifiedApiKey, Rejection> {
+    ) -> Result<(VerifiedApiKey, Option<ReplayFuture>), Rejection> {
         let target = target.map_or("/", PathAndQuery::as_str);
         let expected = sign_parts(
             &claim.credentials,
@@ -436,17 +556,72 @@ impl VerifyConfig {
                  query exactly as sent + the body bytes exactly as sent, with the API secret",
             ));
         }
-        if let Some(replay) = &self.replay {
-            let expires = claim.seconds.saturating_add(self.tolerance.as_secs());
-            if !replay.first_time(claim.signature.as_bytes(), expires, claim.now) {
-                return Err(Rejection::new(
-                    RejectionKind::Replayed,
-                    "this signature was already used; sign every request afresh, retries \
-                     included",
-                ));
+        // Only now, with the signature verified, is anything remembered: a client without the
+        // secret cannot fill the replay memory.
+        let replay = self.replay.as_ref().map(|store| {
+            let until = claim.seconds.saturating_add(self.tolerance.as_secs());
+            store.check(
+                claim.credentials.api_key(),
+                &claim.signature,
+                claim.now,
+                until,
+            )
+        });
+        Ok((VerifiedApiKey(claim.credentials), replay))
+    }
+
+    /// The refusal for a replay memory's answer, or `None` to go on.
+    pub(crate) fn replay_rejection(check: ReplayCheck) -> Option<Rejection> {
+        match check {
+            ReplayCheck::First => None,
+            ReplayCheck::Replayed => Some(Rejection::new(
+                RejectionKind::Replayed,
+                "this signature was already used; sign every request afresh, retries included",
+            )),
+            ReplayCheck::Full { retry_after } => {
+                // Whole seconds, rounded up, at least one.
+                let seconds = retry_after
+                    .as_secs()
+                    .saturating_add(u64::from(retry_after.subsec_nanos() > 0))
+                    .max(1);
+                let mut rejection = Rejection::new(
+                    RejectionKind::ReplayMemoryFull,
+                    format!(
+                        "the server's memory of recent signatures is full, so this request \
+                         cannot be checked for replays and was not processed; send it again \
+                         after {seconds} s (Retry-After), signed afresh"
+                    ),
+                );
+                rejection.retry_after = Some(seconds);
+                Some(rejection)
             }
         }
-        Ok(VerifiedApiKey(claim.credentials))
+    }
+
+    pub(crate) fn body_timeout_rejection(timeout: Duration) -> Rejection {
+        Rejection::new(
+            RejectionKind::BodyTimeout,
+            format!(
+                "the request body did not arrive whole within this server's limit of {}; \
+                 send the whole body at once, right after the headers (sign it again if the \
+                 retry comes later)",
+                if timeout.subsec_nanos() == 0 {
+                    format!("{} s", timeout.as_secs())
+                } else {
+                    format!("{} ms", timeout.as_millis())
+                }
+            ),
+        )
+    }
+
+    pub(crate) fn no_timer_rejection() -> Rejection {
+        Rejection::new(
+            RejectionKind::ServerTimer,
+            "the server cannot time the reading of this request body: its verifier has a body \
+             read timeout but runs without a Tokio runtime with the time driver. This is the \
+             server's fault: send the request again once its operator has enabled Tokio's time \
+             driver or turned the timeout off",
+        )
     }
 
     pub(crate) fn body_rejection(&self, failure: BodyFailure) -> Rejection {
@@ -504,9 +679,11 @@ impl fmt::Debug for VerifyConfig {
             .field("header_names", &self.names)
             .field("tolerance", &self.tolerance)
             .field("max_body_size", &self.max_body_size)
+            .field("body_read_timeout", &self.body_read_timeout)
+            .field("replay", &self.replay.is_some())
             .field(
                 "replay_capacity",
-                &self.replay.as_ref().map(|r| r.capacity()),
+                &self.replay_memory.as_ref().map(|r| r.capacity()),
             )
             .finish_non_exhaustive()
     }
@@ -543,5 +720,53 @@ mod tests {
         );
         assert_eq!(RejectionKind::Body.status(), StatusCode::BAD_REQUEST);
         assert_eq!(RejectionKind::Replayed.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            RejectionKind::InvalidTarget.status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(RejectionKind::InvalidTarget.code(), "invalid_target");
+        assert_eq!(
+            RejectionKind::ReplayMemoryFull.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(RejectionKind::ReplayMemoryFull.code(), "replay_memory_full");
+        assert_eq!(
+            RejectionKind::BodyTimeout.status(),
+            StatusCode::REQUEST_TIMEOUT
+        );
+        assert_eq!(RejectionKind::BodyTimeout.code(), "body_timeout");
+        assert_eq!(
+            RejectionKind::ServerTimer.status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(RejectionKind::ServerTimer.code(), "server_timer");
+    }
+
+    #[test]
+    fn a_full_replay_memory_is_a_503_with_retry_after_rounded_up() {
+        for (wait, header) in [(0, "1"), (1_000, "1"), (1_001, "2"), (61_000, "61")] {
+            let rejection = VerifyConfig::replay_rejection(ReplayCheck::Full {
+                retry_after: Duration::from_millis(wait),
+            })
+            .unwrap();
+            let response: Response<Bytes> = rejection.into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[RETRY_AFTER], header, "{wait} ms");
+        }
+        assert!(VerifyConfig::replay_rejection(ReplayCheck::First).is_none());
+    }
+
+    #[test]
+    fn a_body_timeout_is_a_408_that_closes_the_connection() {
+        for (timeout, shown) in [
+            (Duration::from_secs(30), "30 s"),
+            (Duration::from_millis(1_500), "1500 ms"),
+        ] {
+            let rejection = VerifyConfig::body_timeout_rejection(timeout);
+            assert!(rejection.reason().contains(shown), "{}", rejection.reason());
+            let response: Response<Bytes> = rejection.into_response();
+            assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+            assert_eq!(response.headers()[CONNECTION], "close");
+        }
     }
 }

@@ -59,12 +59,13 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let (parts, body) = request.into_parts();
-        // The headers are checked first: a refusal needs no inner service, and keeps the one
-        // made ready for the next request.
-        match self
-            .config
-            .check_headers(&parts.headers, body.size_hint().lower())
-        {
+        // The target and headers are checked first: a refusal needs no inner service, and keeps
+        // the one made ready for the next request.
+        let checked = VerifyConfig::check_target(&parts.method, &parts.uri).and_then(|()| {
+            self.config
+                .check_headers(&parts.headers, body.size_hint().lower())
+        });
+        match checked {
             Err(rejection) => ResponseFuture::refused(rejection.into_response()),
             Ok(claim) => {
                 // The service made ready is the one called, after the body is read.
