@@ -30,6 +30,26 @@
 //! request to stderr (turn it off with [`quiet`](SandboxBuilder::quiet)) and keeps them for
 //! [`Sandbox::log`].
 //!
+//! # Limits
+//!
+//! The sandbox may be reachable by clients you do not control (with [`addr`](SandboxBuilder::addr)
+//! off loopback, or by other programs on your machine), so it bounds what a connection can hold,
+//! as a production server would. Each limit has a builder method and a default:
+//!
+//! | What | Default | Builder method |
+//! |---|---|---|
+//! | TLS handshake, from the accepted TCP connection | [`DEFAULT_TLS_HANDSHAKE_TIMEOUT`] | [`tls_handshake_timeout`](SandboxBuilder::tls_handshake_timeout) |
+//! | Each request head, *and* the idle wait before it on a kept-alive connection | [`DEFAULT_HEADER_READ_TIMEOUT`] | [`header_read_timeout`](SandboxBuilder::header_read_timeout) |
+//! | Size of a request head (request line and headers) | [`DEFAULT_MAX_REQUEST_HEAD_BYTES`] | [`max_request_head_bytes`](SandboxBuilder::max_request_head_bytes) |
+//! | Connections open at once | [`DEFAULT_MAX_CONNECTIONS`] | [`max_connections`](SandboxBuilder::max_connections) |
+//!
+//! A connection that misses a timeout is closed without an answer; a head that is too large is
+//! answered `431` and the connection closed; past the connection cap the sandbox stops
+//! accepting (clients wait in the kernel's queue) until a connection closes. A request body is
+//! bounded by the verifier ([`RampnowVerifyLayer::max_body_size`], 10 MiB by default), and at
+//! most 100 headers are read (hyper's default). [`Sandbox::log`] is bounded in entries and in
+//! bytes ([`LOG_CAPACITY`], [`LOG_MAX_BYTES`], [`LOG_TARGET_MAX_BYTES`]).
+//!
 //! # Example
 //!
 //! ```
@@ -76,6 +96,7 @@ use http::header::DATE;
 use http::{HeaderValue, Method, Request, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use hyper_util::rt::TokioTimer;
 use hyper_util::service::TowerToHyperService;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -83,6 +104,7 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 use tower::{service_fn, Layer, ServiceExt};
@@ -105,6 +127,53 @@ pub const DEFAULT_REPLAY_CAPACITY: usize = 100_000;
 
 /// How many requests [`Sandbox::log`] keeps; older ones are forgotten first.
 pub const LOG_CAPACITY: usize = 10_000;
+
+/// How long a client may take to send a request head (request line and headers), and how long
+/// an idle kept-alive connection waits for the next one, unless told otherwise (10 s).
+///
+/// A head is a few hundred bytes that a client sends at once, so 10 s covers a slow or lossy
+/// link many times over while a client that trickles its head (slowloris) or parks an idle
+/// connection holds a connection slot for at most that long. hyper's own default is 30 s;
+/// nginx waits 60 s for a head and 75 s on an idle connection, Apache 20 s and 5 s. The same
+/// timer bounds both waits in hyper (it starts whenever hyper waits for a head), so there is
+/// one setting: see [`SandboxBuilder::header_read_timeout`].
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a client may take to finish the TLS handshake once its TCP connection is accepted,
+/// unless told otherwise (10 s).
+///
+/// A handshake is two round trips of a few kilobytes; 10 s covers a slow link, while a client
+/// that connects and never sends its `ClientHello` holds a connection slot for at most that
+/// long. See [`SandboxBuilder::tls_handshake_timeout`].
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many connections the sandbox serves at once, unless told otherwise (256).
+///
+/// Far above what a test or an example opens (the crate's load test uses 64), and small
+/// enough that the memory they may hold stays bounded: each connection holds at most
+/// [`DEFAULT_MAX_REQUEST_HEAD_BYTES`] of request head, the TLS buffers (tens of kilobytes) and
+/// one body up to the verifier's limit. See [`SandboxBuilder::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+/// The largest request head (request line and headers), in bytes, unless told otherwise
+/// (64 KiB).
+///
+/// A signed Rampnow request needs well under 2 KiB; 64 KiB leaves room for long query strings
+/// while keeping hyper's read buffer, which defaults to about 400 KiB, at 64 KiB a connection.
+/// nginx stops at 8 KiB a line and 32 KiB in all, Apache at 8 KiB a line and 100 headers.
+/// A larger head is answered `431 Request Header Fields Too Large`. See
+/// [`SandboxBuilder::max_request_head_bytes`].
+pub const DEFAULT_MAX_REQUEST_HEAD_BYTES: usize = 64 * 1024;
+
+/// The longest timeout accepted: one day (hyper adds it to the current instant, which must
+/// not overflow).
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The largest request head accepted by [`SandboxBuilder::max_request_head_bytes`]: 16 MiB.
+const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024 * 1024;
+
+/// hyper's smallest read buffer (`max_buf_size` panics below it).
+const MIN_READ_BUFFER: usize = 8 * 1024;
 
 /// The quote route: `GET` with query parameters, or `POST` with a JSON body.
 pub const QUOTE_PATH: &str = "/api/partner/v1/ext/ramp_order/quote";
@@ -152,6 +221,16 @@ pub struct SandboxBuilder {
     clock_skew_secs: i64,
     replay_capacity: Option<usize>,
     quiet: bool,
+    limits: Limits,
+}
+
+/// The connection limits (see the module docs' "Limits").
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    header_read_timeout: Duration,
+    tls_handshake_timeout: Duration,
+    max_connections: usize,
+    max_request_head_bytes: usize,
 }
 
 /// The largest clock skew accepted: ten years, far beyond any test's need.
@@ -166,6 +245,12 @@ impl SandboxBuilder {
             clock_skew_secs: 0,
             replay_capacity: Some(DEFAULT_REPLAY_CAPACITY),
             quiet: false,
+            limits: Limits {
+                header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+                tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+                max_connections: DEFAULT_MAX_CONNECTIONS,
+                max_request_head_bytes: DEFAULT_MAX_REQUEST_HEAD_BYTES,
+            },
         }
     }
 
@@ -221,6 +306,68 @@ impl SandboxBuilder {
         self
     }
 
+    /// Closes a connection whose client has not sent a whole request head within `timeout`
+    /// (default [`DEFAULT_HEADER_READ_TIMEOUT`]; at most one day).
+    ///
+    /// The same timeout bounds an idle kept-alive connection: hyper starts this timer whenever
+    /// it waits for a request head, on a new connection and after each response, so a
+    /// connection left idle after a request is closed once `timeout` has passed. A separate
+    /// idle timeout would need hyper to tell idle time from a slow head, which it does not.
+    /// The time to send a body is not bounded here.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rampnow_auth::sandbox::Sandbox;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sandbox = Sandbox::builder()
+    ///     .header_read_timeout(Duration::from_secs(2))
+    ///     .tls_handshake_timeout(Duration::from_secs(2))
+    ///     .max_connections(16)
+    ///     .max_request_head_bytes(16 * 1024)
+    ///     .quiet(true)
+    ///     .start()
+    ///     .await?;
+    /// # drop(sandbox);
+    /// # Ok(()) }
+    /// ```
+    pub fn header_read_timeout(mut self, timeout: Duration) -> SandboxBuilder {
+        self.limits.header_read_timeout = timeout;
+        self
+    }
+
+    /// Closes a connection whose TLS handshake has not finished within `timeout` of its TCP
+    /// connection being accepted (default [`DEFAULT_TLS_HANDSHAKE_TIMEOUT`]; at most one day).
+    pub fn tls_handshake_timeout(mut self, timeout: Duration) -> SandboxBuilder {
+        self.limits.tls_handshake_timeout = timeout;
+        self
+    }
+
+    /// Serves at most `max` connections at once (default [`DEFAULT_MAX_CONNECTIONS`]; at least
+    /// one).
+    ///
+    /// At the cap the sandbox stops accepting: a new connection waits in the kernel's listen
+    /// queue, unanswered, until one of the open connections closes (its client closes it, or
+    /// it misses a timeout), and is then served. Waiting rather than closing at once lets a
+    /// burst of well-behaved clients through a little later instead of failing them; the
+    /// timeouts bound how long stalled connections can keep the slots.
+    pub fn max_connections(mut self, max: usize) -> SandboxBuilder {
+        self.limits.max_connections = max;
+        self
+    }
+
+    /// Refuses a request whose head (request line and headers) is larger than `bytes` with
+    /// `431 Request Header Fields Too Large`, and closes its connection (default
+    /// [`DEFAULT_MAX_REQUEST_HEAD_BYTES`]; from 1 byte to 16 MiB). It also caps hyper's read
+    /// buffer at `bytes` (or 8 KiB, hyper's minimum, if larger).
+    pub fn max_request_head_bytes(mut self, bytes: usize) -> SandboxBuilder {
+        self.limits.max_request_head_bytes = bytes;
+        self
+    }
+
     /// Makes a certificate, binds the address and starts serving on the current Tokio runtime,
     /// in the background, until the [`Sandbox`] is dropped or [shut down](Sandbox::shutdown).
     ///
@@ -228,7 +375,9 @@ impl SandboxBuilder {
     ///
     /// An [`io::Error`] saying what to do when it is not called within a Tokio runtime, when
     /// the address cannot be bound (in use, or a privileged port), when the clock skew is more
-    /// than ten years, or (a bug) when the certificate cannot be made.
+    /// than ten years, when a limit is out of range (a timeout of zero or more than a day, no
+    /// connections, or a head limit of zero or more than 16 MiB), or (a bug) when the
+    /// certificate cannot be made.
     pub async fn start(self) -> io::Result<Sandbox> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(io::Error::other(
@@ -246,6 +395,7 @@ impl SandboxBuilder {
                 ),
             ));
         }
+        self.limits.check()?;
         let credentials = self.credentials.unwrap_or_else(sandbox_credentials);
         let tls = Tls::generate().map_err(|error| {
             io::Error::other(format!(
@@ -282,6 +432,7 @@ impl SandboxBuilder {
             verify.clone(),
             log.clone(),
             clock,
+            self.limits,
         ));
         Ok(Sandbox {
             addr,
@@ -304,7 +455,59 @@ impl fmt::Debug for SandboxBuilder {
             .field("clock_skew_secs", &self.clock_skew_secs)
             .field("replay_capacity", &self.replay_capacity)
             .field("quiet", &self.quiet)
+            .field("header_read_timeout", &self.limits.header_read_timeout)
+            .field("tls_handshake_timeout", &self.limits.tls_handshake_timeout)
+            .field("max_connections", &self.limits.max_connections)
+            .field(
+                "max_request_head_bytes",
+                &self.limits.max_request_head_bytes,
+            )
             .finish_non_exhaustive()
+    }
+}
+
+impl Limits {
+    /// Refuses values that would disable a limit by accident or make hyper panic.
+    fn check(&self) -> io::Result<()> {
+        let invalid = |message: String| Err(io::Error::new(io::ErrorKind::InvalidInput, message));
+        for (name, timeout) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("tls_handshake_timeout", self.tls_handshake_timeout),
+        ] {
+            if timeout.is_zero() || timeout > MAX_TIMEOUT {
+                return invalid(format!(
+                    "the sandbox's {name} of {timeout:?} is out of range; give a duration above \
+                     zero and at most one day, such as 10 s"
+                ));
+            }
+        }
+        if self.max_connections == 0 || self.max_connections > Semaphore::MAX_PERMITS {
+            return invalid(format!(
+                "the sandbox's max_connections of {} is out of range; give at least 1, such as \
+                 {DEFAULT_MAX_CONNECTIONS}",
+                self.max_connections
+            ));
+        }
+        if self.max_request_head_bytes == 0 || self.max_request_head_bytes > MAX_REQUEST_HEAD_BYTES
+        {
+            return invalid(format!(
+                "the sandbox's max_request_head_bytes of {} is out of range; give from 1 byte to \
+                 16 MiB, such as {DEFAULT_MAX_REQUEST_HEAD_BYTES}",
+                self.max_request_head_bytes
+            ));
+        }
+        Ok(())
+    }
+
+    /// hyper's HTTP/1 settings for these limits.
+    fn http1(&self) -> hyper::server::conn::http1::Builder {
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            .max_header_size(self.max_request_head_bytes)
+            // At least hyper's minimum (checked above to be reachable): never panics.
+            .max_buf_size(self.max_request_head_bytes.max(MIN_READ_BUFFER));
+        http
     }
 }
 
@@ -601,8 +804,13 @@ async fn serve(
     verify: RampnowVerifyLayer,
     log: Arc<RequestLog>,
     clock: Arc<SkewedClock>,
+    limits: Limits,
 ) {
     let quiet = log.quiet;
+    let http = limits.http1();
+    // One permit per open connection, held by its task: tower's `ConcurrencyLimit` counts
+    // requests in flight, not connections (an idle or stalled connection holds no request).
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let routes = verify.layer(service_fn(routes::route));
     // Outermost: note each request and its answer, including the verifier's refusals.
     let service = service_fn(move |request: Request<Incoming>| {
@@ -635,6 +843,11 @@ async fn serve(
     loop {
         // Forget finished connections, so the set does not grow.
         while connections.try_join_next().is_some() {}
+        // At the cap, stop accepting until a connection closes: new clients wait in the
+        // kernel's listen queue rather than being cut off.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return; // never: the semaphore is not closed
+        };
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(_) => {
@@ -646,10 +859,24 @@ async fn serve(
         };
         let acceptor = acceptor.clone();
         let service = service.clone();
+        let http = http.clone();
         connections.spawn(async move {
-            let stream = match acceptor.accept(stream).await {
-                Ok(stream) => stream,
-                Err(error) => {
+            let _slot = slot; // released when the connection ends, however it ends
+            let handshake =
+                tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream));
+            let stream = match handshake.await {
+                Ok(Ok(stream)) => stream,
+                Err(_elapsed) => {
+                    if !quiet {
+                        eprintln!(
+                            "rampnow-sandbox: closed the connection from {peer}: its TLS \
+                             handshake did not finish within {:?}",
+                            limits.tls_handshake_timeout
+                        );
+                    }
+                    return;
+                }
+                Ok(Err(error)) => {
                     if quiet {
                         return;
                     }
@@ -660,8 +887,9 @@ async fn serve(
                     return;
                 }
             };
-            // A client that goes away mid-request is its own business: nothing to report.
-            let _ = hyper::server::conn::http1::Builder::new()
+            // A client that goes away mid-request, or misses the header read timeout, is its own
+            // business: nothing to report.
+            let _ = http
                 .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
                 .await;
         });
