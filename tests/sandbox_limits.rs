@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rampnow_auth::sandbox::{Sandbox, SandboxBuilder};
+use rampnow_auth::sandbox::{Sandbox, SandboxBuilder, LOG_TARGET_MAX_BYTES};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -267,4 +267,37 @@ async fn out_of_range_limits_are_refused_with_a_hint() {
     )
     .await;
     drop(sandbox);
+}
+
+#[tokio::test]
+async fn a_long_unsigned_target_is_cut_in_the_log() {
+    let sandbox = start(quiet()).await;
+    let target = format!("/api/partner/v1/x?pad={}", "a".repeat(60_000));
+    let mut stream = tls(&sandbox).await;
+    for _ in 0..20 {
+        let head = format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.expect("sends");
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(BOUND, stream.read(&mut buf))
+            .await
+            .expect("answered in time")
+            .expect("reads");
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    }
+    let log = sandbox.log();
+    assert_eq!(log.len(), 20);
+    let marker = format!("…[truncated, {} bytes]", target.len());
+    for entry in &log {
+        assert!(entry.target.len() <= LOG_TARGET_MAX_BYTES);
+        assert!(entry.target.ends_with(&marker), "{}", entry.target);
+        let kept = &entry.target[..entry.target.len() - marker.len()];
+        assert!(kept.len() > LOG_TARGET_MAX_BYTES / 2 && target.starts_with(kept));
+        // The line printed to stderr (when not quiet) is the entry's `Display`.
+        let line = entry.to_string();
+        assert!(line.len() <= LOG_TARGET_MAX_BYTES + 512, "{}", line.len());
+        assert!(line.contains(&marker), "{line}");
+    }
+    let held: usize = log.iter().map(|e| e.target.len()).sum();
+    assert!(held <= 20 * LOG_TARGET_MAX_BYTES, "{held}");
 }

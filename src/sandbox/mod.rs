@@ -128,6 +128,22 @@ pub const DEFAULT_REPLAY_CAPACITY: usize = 100_000;
 /// How many requests [`Sandbox::log`] keeps; older ones are forgotten first.
 pub const LOG_CAPACITY: usize = 10_000;
 
+/// The most bytes of a request target a [`LogEntry`] keeps (1 KiB), marker included: a longer
+/// target is cut on a character boundary and ends with `…[truncated, N bytes]`, N being its
+/// whole length. A signed Rampnow target is far shorter; anyone who can reach the sandbox can
+/// send a long one without credentials, and the log keeps refused requests too.
+pub const LOG_TARGET_MAX_BYTES: usize = 1024;
+
+/// The most bytes [`Sandbox::log`] holds in all (8 MiB), counting each entry's own size, its
+/// target, an unusually long method and the refusal's reason; past it the oldest entries are
+/// forgotten first, as past [`LOG_CAPACITY`]. [`LOG_CAPACITY`] typical entries (a few hundred
+/// bytes each) fit in it.
+pub const LOG_MAX_BYTES: usize = 8 * 1024 * 1024;
+
+/// The most bytes of a method written in a log line; a longer (extension) method is cut as a
+/// target is.
+const LOG_METHOD_MAX_BYTES: usize = 64;
+
 /// How long a client may take to send a request head (request line and headers), and how long
 /// an idle kept-alive connection waits for the next one, unless told otherwise (10 s).
 ///
@@ -422,10 +438,7 @@ impl SandboxBuilder {
         if let Some(capacity) = self.replay_capacity {
             verify = verify.reject_replays(capacity);
         }
-        let log = Arc::new(RequestLog {
-            quiet: self.quiet,
-            entries: Mutex::new(VecDeque::new()),
-        });
+        let log = Arc::new(RequestLog::new(self.quiet));
         let task = tokio::spawn(serve(
             listener,
             TlsAcceptor::from(tls.server),
@@ -626,11 +639,12 @@ impl Sandbox {
         &self.credentials
     }
 
-    /// The requests served so far, oldest first (at most the last [`LOG_CAPACITY`]). A request
-    /// is logged before its response is sent, so it is here once the client has the response.
+    /// The requests served so far, oldest first: at most the last [`LOG_CAPACITY`], in at most
+    /// [`LOG_MAX_BYTES`], each target cut to [`LOG_TARGET_MAX_BYTES`]. A request is logged
+    /// before its response is sent, so it is here once the client has the response.
     #[must_use]
     pub fn log(&self) -> Vec<LogEntry> {
-        self.log.entries().iter().cloned().collect()
+        self.log.entries()
     }
 
     /// How many signatures the replay memory holds, or `None` when replays are accepted.
@@ -673,7 +687,8 @@ impl fmt::Debug for Sandbox {
 pub struct LogEntry {
     /// The request method.
     pub method: Method,
-    /// The request target as received: path and query.
+    /// The request target as received (path and query), cut to at most
+    /// [`LOG_TARGET_MAX_BYTES`] and then ending with `…[truncated, N bytes]`.
     pub target: String,
     /// The status answered.
     pub status: StatusCode,
@@ -692,7 +707,8 @@ impl LogEntry {
 
 impl fmt::Display for LogEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} -> {}", self.method, self.target, self.status)?;
+        let method = cut(self.method.as_str(), LOG_METHOD_MAX_BYTES);
+        write!(f, "{method} {} -> {}", self.target, self.status)?;
         match &self.rejection {
             Some(rejection) => write!(f, " refused: {rejection}"),
             None => f.write_str(" (signature verified)"),
@@ -700,27 +716,83 @@ impl fmt::Display for LogEntry {
     }
 }
 
+/// `text` if it has at most `max` bytes, else its start cut on a character boundary and a
+/// marker with its whole length, in at most `max` bytes all told (`max` is at least 64).
+fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let marker = format!("…[truncated, {} bytes]", text.len());
+    let mut end = max.saturating_sub(marker.len());
+    while !text.is_char_boundary(end) {
+        end -= 1; // stops at 0 at the latest, a boundary
+    }
+    let mut kept = String::with_capacity(end + marker.len());
+    kept.push_str(&text[..end]);
+    kept.push_str(&marker);
+    kept
+}
+
 /// The kept requests, and whether to print them.
 struct RequestLog {
     quiet: bool,
-    entries: Mutex<VecDeque<LogEntry>>,
+    state: Mutex<LogState>,
+}
+
+/// The entries, and the bytes they hold (see [`LOG_MAX_BYTES`]).
+#[derive(Default)]
+struct LogState {
+    entries: VecDeque<LogEntry>,
+    bytes: usize,
 }
 
 impl RequestLog {
-    fn entries(&self) -> std::sync::MutexGuard<'_, VecDeque<LogEntry>> {
+    fn new(quiet: bool) -> RequestLog {
+        RequestLog {
+            quiet,
+            state: Mutex::new(LogState::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, LogState> {
         // Every update below completes or does nothing, so a poisoned lock is still usable.
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn entries(&self) -> Vec<LogEntry> {
+        self.state().entries.iter().cloned().collect()
+    }
+
+    /// The bytes the entries hold, as counted against [`LOG_MAX_BYTES`].
+    #[cfg(test)]
+    fn held_bytes(&self) -> usize {
+        self.state().bytes
+    }
+
+    /// What an entry holds: itself, its target, a method too long to be stored inline (a
+    /// standard or short method holds nothing more) and the reason of a refusal.
+    fn bytes_of(entry: &LogEntry) -> usize {
+        std::mem::size_of::<LogEntry>()
+            + entry.target.capacity()
+            + entry.method.as_str().len()
+            + entry.rejection.as_ref().map_or(0, |r| r.reason().len())
     }
 
     fn record(&self, entry: LogEntry) {
         if !self.quiet {
             eprintln!("rampnow-sandbox: {entry}");
         }
-        let mut entries = self.entries();
-        if entries.len() >= LOG_CAPACITY {
-            entries.pop_front();
+        let bytes = Self::bytes_of(&entry);
+        let mut state = self.state();
+        while state.entries.len() >= LOG_CAPACITY
+            || (state.bytes + bytes > LOG_MAX_BYTES && !state.entries.is_empty())
+        {
+            if let Some(oldest) = state.entries.pop_front() {
+                state.bytes -= Self::bytes_of(&oldest);
+            }
         }
-        entries.push_back(entry);
+        state.bytes += bytes;
+        state.entries.push_back(entry);
     }
 }
 
@@ -815,10 +887,11 @@ async fn serve(
     // Outermost: note each request and its answer, including the verifier's refusals.
     let service = service_fn(move |request: Request<Incoming>| {
         let method = request.method().clone();
-        let target = request
-            .uri()
-            .path_and_query()
-            .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
+        // Cut now: anyone can send a 60 KB target, signed or not.
+        let target = request.uri().path_and_query().map_or_else(
+            || "/".to_owned(),
+            |pq| cut(pq.as_str(), LOG_TARGET_MAX_BYTES),
+        );
         let answer = routes.clone().oneshot(request);
         let log = log.clone();
         let clock = clock.clone();
@@ -916,6 +989,84 @@ mod tests {
         assert_eq!(clock(300).now(), base + Duration::from_secs(300));
         assert_eq!(clock(-300).now(), base - Duration::from_secs(300));
         assert_eq!(clock(0).now(), base);
+    }
+
+    fn entry(method: Method, target: &str, rejection: Option<Rejection>) -> LogEntry {
+        LogEntry {
+            method,
+            target: cut(target, LOG_TARGET_MAX_BYTES),
+            status: StatusCode::UNAUTHORIZED,
+            rejection,
+        }
+    }
+
+    #[test]
+    fn long_text_is_cut_on_a_char_boundary_with_a_marker() {
+        assert_eq!(cut("/short", 64), "/short");
+        let exact = "a".repeat(64);
+        assert_eq!(cut(&exact, 64), exact);
+        for text in [
+            "/".repeat(60_000),
+            "é".repeat(30_000),  // two bytes each
+            "€x".repeat(15_000), // three, then one
+            "😀".repeat(15_000), // four
+        ] {
+            for max in [64, 65, 66, 67, LOG_TARGET_MAX_BYTES] {
+                let kept = cut(&text, max);
+                assert!(kept.len() <= max, "{} > {max}", kept.len());
+                let marker = format!("…[truncated, {} bytes]", text.len());
+                assert!(kept.ends_with(&marker), "{kept}");
+                assert!(text.starts_with(&kept[..kept.len() - marker.len()]));
+                assert!(kept.len() + 4 > max, "cut more than a character short");
+            }
+        }
+    }
+
+    #[test]
+    fn the_log_is_bounded_in_entries_and_in_bytes() {
+        let log = RequestLog::new(true);
+        let huge = format!("/api/partner/v1/x?q={}", "a".repeat(60_000));
+        let mut records = 0;
+        for i in 0..2 * LOG_CAPACITY {
+            log.record(entry(Method::GET, &huge, None));
+            records += 1;
+            assert!(log.held_bytes() <= LOG_MAX_BYTES, "{i}");
+        }
+        let entries = log.entries();
+        assert!(entries.len() < LOG_CAPACITY && !entries.is_empty());
+        assert!(entries
+            .iter()
+            .all(|e| e.target.len() <= LOG_TARGET_MAX_BYTES && e.target.ends_with("bytes]")));
+        let counted: usize = entries.iter().map(RequestLog::bytes_of).sum();
+        assert_eq!(counted, log.held_bytes());
+        // Without the byte bound, these entries would hold about 1.2 GB.
+        assert!(records * huge.len() > 100 * LOG_MAX_BYTES);
+
+        // Extension methods as long as a head allows count too.
+        let long_method = Method::from_bytes("M".repeat(60_000).as_bytes()).unwrap();
+        for _ in 0..1_000 {
+            log.record(entry(long_method.clone(), "/", None));
+            assert!(log.held_bytes() <= LOG_MAX_BYTES);
+        }
+        // Small entries: the entry cap binds, not the byte cap.
+        for _ in 0..2 * LOG_CAPACITY {
+            log.record(entry(Method::POST, QUOTE_PATH, None));
+        }
+        assert_eq!(log.entries().len(), LOG_CAPACITY);
+        assert!(log.held_bytes() <= LOG_MAX_BYTES);
+    }
+
+    #[test]
+    fn a_log_line_is_bounded() {
+        let long_method = Method::from_bytes("M".repeat(60_000).as_bytes()).unwrap();
+        let huge = "/".repeat(60_000);
+        let line = entry(long_method, &huge, None).to_string();
+        assert!(
+            line.len() <= LOG_METHOD_MAX_BYTES + LOG_TARGET_MAX_BYTES + 64,
+            "{}",
+            line.len()
+        );
+        assert!(line.contains("…[truncated, 60000 bytes] -> 401"), "{line}");
     }
 
     #[test]
