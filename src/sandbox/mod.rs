@@ -19,6 +19,12 @@
 //! - A missing or invalid parameter: `400` with `{"error": "...", "reason": "..."}`; another
 //!   method on the quote path: `405`; any other path: `404`, in the same JSON shape. A `404` or
 //!   `400` means the signature *was* verified.
+//! - A request target with a fragment (`GET /path#part HTTP/1.1`): `400` with
+//!   `{"error": "invalid_target", "reason": "..."}` *before* the verifier, and the connection is
+//!   closed. A fragment is never sent in HTTP, and hyper's URI silently drops it, so the
+//!   verifier would check the signature against a target the client did not send. Such
+//!   refusals are printed (unless quiet) but not kept in [`Sandbox::log`], whose entries are
+//!   requests the verifier saw.
 //!
 //! By default the sandbox accepts the documented, public [`SANDBOX_API_KEY`] and
 //! [`SANDBOX_API_SECRET`] under either header set ([`HeaderNames::RN`](crate::HeaderNames::RN)
@@ -47,7 +53,9 @@
 //! answered `431` and the connection closed; past the connection cap the sandbox stops
 //! accepting (clients wait in the kernel's queue) until a connection closes. A request body is
 //! bounded by the verifier ([`RampnowVerifyLayer::max_body_size`], 10 MiB by default), and at
-//! most 100 headers are read (hyper's default). [`Sandbox::log`] is bounded in entries and in
+//! most 100 headers are read (hyper's default). Following each request line to refuse a fragment
+//! (see above) holds at most one head line and a short queue per connection. [`Sandbox::log`] is
+//! bounded in entries and in
 //! bytes ([`LOG_CAPACITY`], [`LOG_MAX_BYTES`], [`LOG_TARGET_MAX_BYTES`]).
 //!
 //! # Example
@@ -92,8 +100,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use http::header::DATE;
-use http::{HeaderValue, Method, Request, StatusCode};
+use bytes::Bytes;
+use http::header::{CONNECTION, DATE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::rt::TokioTimer;
@@ -112,8 +122,10 @@ use tower::{service_fn, Layer, ServiceExt};
 use crate::clock::{Clock, SystemClock};
 use crate::credentials::Credentials;
 use crate::verify::{RampnowVerifyLayer, Rejection};
+use targets::{Refusal, TargetTracker, Targets};
 
 mod routes;
+mod targets;
 
 /// The sandbox's default API key. Public: it only opens the sandbox.
 pub const SANDBOX_API_KEY: &str = "ak_sandbox_rampnow_auth";
@@ -868,6 +880,32 @@ impl Tls {
     }
 }
 
+/// The `400` answer to a request refused before the verifier; the connection is closed after
+/// it, since what follows on it cannot be trusted either.
+fn refuse<B>(request: &Request<B>, refusal: &Refusal, quiet: bool) -> Response<Full<Bytes>> {
+    if !quiet {
+        let target = request.uri().path_and_query().map_or_else(
+            || "/".to_owned(),
+            |pq| cut(pq.as_str(), LOG_TARGET_MAX_BYTES),
+        );
+        let method = cut(request.method().as_str(), LOG_METHOD_MAX_BYTES);
+        let what = match refusal {
+            Refusal::Fragment => "its target has a fragment",
+            Refusal::Untracked => "its target could not be matched to the bytes received",
+        };
+        eprintln!("rampnow-sandbox: {method} {target} -> 400 refused before verifying: {what}");
+    }
+    let mut response = routes::error_response(
+        StatusCode::BAD_REQUEST,
+        "invalid_target",
+        refusal.reason().to_owned(),
+    );
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// Accepts connections until the task is aborted; dropping it drops the listener and aborts
 /// every connection (the `JoinSet`).
 async fn serve(
@@ -880,6 +918,11 @@ async fn serve(
 ) {
     let quiet = log.quiet;
     let http = limits.http1();
+    // Above hyper's read buffer: a head the tracker cannot follow, hyper refuses first.
+    let head_limit = limits
+        .max_request_head_bytes
+        .max(MIN_READ_BUFFER)
+        .saturating_add(1024);
     // One permit per open connection, held by its task: tower's `ConcurrencyLimit` counts
     // requests in flight, not connections (an idle or stalled connection holds no request).
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -960,10 +1003,24 @@ async fn serve(
                     return;
                 }
             };
+            // Follow the decrypted bytes to see each request line's raw target, which hyper's
+            // `Uri` no longer shows, and refuse a fragment before the verifier.
+            let targets = Targets::default();
+            let io = TargetTracker::new(stream, targets.clone(), head_limit);
+            let service = service_fn(move |request: Request<Incoming>| {
+                let verdict = targets.check(&request);
+                let service = service.clone();
+                async move {
+                    match verdict {
+                        Ok(()) => service.oneshot(request).await,
+                        Err(refusal) => Ok(refuse(&request, &refusal, quiet)),
+                    }
+                }
+            });
             // A client that goes away mid-request, or misses the header read timeout, is its own
             // business: nothing to report.
             let _ = http
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
                 .await;
         });
     }
