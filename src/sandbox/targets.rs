@@ -9,21 +9,21 @@
 //! `Content-Length` or chunked body, trailers), noting each request line's target in a queue
 //! that the connection's service takes from, one entry per request, in order.
 //!
-//! Robustness: each entry carries a SHA-256 of the target without its fragment, and
+//! Robustness: each entry carries a keyed hash of the target without its fragment, and
 //! [`Targets::check`] compares it with the target hyper parsed; an entry missing or different
 //! (the tracker lost step with hyper, or gave up on input it does not follow) refuses the
 //! request and closes the connection rather than guessing. Memory is bounded: one header line
-//! (at most the head limit) and at most [`MAX_PENDING`] entries of 33 bytes a connection.
+//! (at most the head limit) and at most [`MAX_PENDING`] entries of 16 bytes a connection.
 //! Nothing here panics on any input.
 
 use std::collections::VecDeque;
+use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use http::Request;
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The most request heads noted ahead of hyper on one connection (pipelined requests);
@@ -39,15 +39,23 @@ const KEEP_LINE_CAPACITY: usize = 8 * 1024;
 /// What the tracker saw of one request line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Seen {
-    /// SHA-256 of the target up to its first `#`.
-    digest: [u8; 32],
+    /// The connection's keyed hash (SipHash with random keys, so a client cannot aim at a
+    /// collision) of the target up to its first `#`. Not SHA-256: it hashes every target
+    /// twice, and a 60 KB target is common enough in tests to make that cost show.
+    digest: u64,
     /// Whether the target has a `#`.
     fragment: bool,
 }
 
 /// The queue shared by a connection's tracker (which pushes) and service (which takes).
 #[derive(Debug, Clone, Default)]
-pub(super) struct Targets(Arc<Mutex<VecDeque<Seen>>>);
+pub(super) struct Targets(Arc<Shared>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    keys: RandomState,
+    queue: Mutex<VecDeque<Seen>>,
+}
 
 /// Why a request is refused before the verifier.
 #[derive(Debug, PartialEq, Eq)]
@@ -80,7 +88,20 @@ impl Refusal {
 impl Targets {
     fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Seen>> {
         // Every update completes or does nothing, so a poisoned lock is still usable.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.0.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn digest(&self, target: &[u8]) -> u64 {
+        self.0.keys.hash_one(target)
+    }
+
+    /// What the tracker notes of a request line's target.
+    fn seen(&self, target: &[u8]) -> Seen {
+        let hash = target.iter().position(|&b| b == b'#');
+        Seen {
+            digest: self.digest(target.get(..hash.unwrap_or(target.len())).unwrap_or(target)),
+            fragment: hash.is_some(),
+        }
     }
 
     /// Takes the entry for `request` (the next one: hyper serves a connection's requests in
@@ -94,11 +115,11 @@ impl Targets {
         let uri = request.uri();
         let parsed = match uri.path_and_query() {
             Some(pq) if pq.as_str().starts_with('/') && uri.authority().is_none() => {
-                Sha256::digest(pq.as_str().as_bytes())
+                self.digest(pq.as_str().as_bytes())
             }
-            _ => Sha256::digest(uri.to_string().as_bytes()),
+            _ => self.digest(uri.to_string().as_bytes()),
         };
-        if parsed.as_slice() != seen.digest {
+        if parsed != seen.digest {
             return Err(Refusal::Untracked);
         }
         if seen.fragment {
@@ -327,8 +348,8 @@ impl Framing {
                 return; // httparse skips empty lines before a request line
             }
             match request_line(line) {
-                Some((seen, http11)) => {
-                    self.head.seen = Some(seen);
+                Some((target, http11)) => {
+                    self.head.seen = Some(self.targets.seen(target));
                     self.head.http11 = http11;
                 }
                 None => self.lose(),
@@ -445,9 +466,9 @@ impl Framing {
     }
 }
 
-/// `METHOD SP target SP HTTP/1.x`, as httparse reads it (single spaces); the target's digest
-/// and fragment flag, and whether it is HTTP/1.1.
-fn request_line(line: &[u8]) -> Option<(Seen, bool)> {
+/// `METHOD SP target SP HTTP/1.x`, as httparse reads it (single spaces): the target, and
+/// whether it is HTTP/1.1.
+fn request_line(line: &[u8]) -> Option<(&[u8], bool)> {
     let mut parts = line.splitn(3, |&b| b == b' ');
     let method = parts.next()?;
     let target = parts.next()?;
@@ -460,13 +481,7 @@ fn request_line(line: &[u8]) -> Option<(Seen, bool)> {
         b"HTTP/1.0" => false,
         _ => return None,
     };
-    let hash = target.iter().position(|&b| b == b'#');
-    let before = &target[..hash.unwrap_or(target.len())];
-    let seen = Seen {
-        digest: Sha256::digest(before).into(),
-        fragment: hash.is_some(),
-    };
-    Some((seen, http11))
+    Some((target, http11))
 }
 
 /// RFC 9110 `tchar`.
@@ -527,20 +542,14 @@ fn hex(byte: u8) -> Option<u8> {
 mod tests {
     use super::*;
 
-    fn track(stream: &[u8], step: usize) -> (Vec<Seen>, State) {
+    fn track(stream: &[u8], step: usize) -> (Vec<Seen>, State, Targets) {
         let targets = Targets::default();
         let mut framing = Framing::new(targets.clone(), 64 * 1024);
         for piece in stream.chunks(step.max(1)) {
             framing.feed(piece);
         }
         let seen = targets.queue().iter().copied().collect();
-        (seen, framing.state)
-    }
-
-    fn seen(target: &str) -> Seen {
-        request_line(format!("GET {target} HTTP/1.1").as_bytes())
-            .unwrap()
-            .0
+        (seen, framing.state, targets)
     }
 
     fn check(targets: &Targets, uri: &str) -> Result<(), Refusal> {
@@ -555,7 +564,8 @@ mod tests {
             5;ext=1\r\nGET /\r\n0A\r\n0123456789\r\n0\r\nX-Trailer: GET /x\r\n\r\n\
             GET /d HTTP/1.0\nContent-Length: 0\n\n";
         for step in [1, 2, 3, 7, 64, stream.len()] {
-            let (queue, state) = track(stream, step);
+            let (queue, state, targets) = track(stream, step);
+            let seen = |target: &str| targets.seen(target.as_bytes());
             assert_eq!(
                 queue,
                 [seen("/a"), seen("/b?q=1"), seen("/c#frag"), seen("/d")],
@@ -580,7 +590,7 @@ mod tests {
             b"GET /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n",
             b"GET /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n",
         ] {
-            let (_, state) = track(stream, 1);
+            let (_, state, _) = track(stream, 1);
             assert_eq!(state, State::Lost, "{}", String::from_utf8_lossy(stream));
         }
         // A head over the limit.
@@ -588,7 +598,7 @@ mod tests {
         assert_eq!(track(long.as_bytes(), 1000).1, State::Lost);
         // Too many pipelined requests ahead of hyper.
         let many = "GET / HTTP/1.1\r\n\r\n".repeat(MAX_PENDING + 1);
-        let (queue, state) = track(many.as_bytes(), 4096);
+        let (queue, state, _) = track(many.as_bytes(), 4096);
         assert_eq!((queue.len(), state), (MAX_PENDING, State::Lost));
     }
 
@@ -615,7 +625,7 @@ mod tests {
         let targets = Targets::default();
         assert_eq!(check(&targets, "/a"), Err(Refusal::Untracked));
         for target in ["/a?x=1", "/a#frag", "/b", "*", "http://h/a?x#y"] {
-            assert!(targets.push(seen(target)));
+            assert!(targets.push(targets.seen(target.as_bytes())));
         }
         assert_eq!(check(&targets, "/a?x=1"), Ok(()));
         assert_eq!(check(&targets, "/a"), Err(Refusal::Fragment));
