@@ -508,9 +508,10 @@ impl Limits {
         }
         if self.max_connections == 0 || self.max_connections > Semaphore::MAX_PERMITS {
             return invalid(format!(
-                "the sandbox's max_connections of {} is out of range; give at least 1, such as \
-                 {DEFAULT_MAX_CONNECTIONS}",
-                self.max_connections
+                "the sandbox's max_connections of {} is out of range; give from 1 to {}, such \
+                 as {DEFAULT_MAX_CONNECTIONS}",
+                self.max_connections,
+                Semaphore::MAX_PERMITS
             ));
         }
         if self.max_request_head_bytes == 0 || self.max_request_head_bytes > MAX_REQUEST_HEAD_BYTES
@@ -595,7 +596,8 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// A builder, to set the address, credentials, clock, replay protection or quietness.
+    /// A builder, to set the address, credentials, clock, replay protection, quietness or
+    /// connection limits.
     pub fn builder() -> SandboxBuilder {
         SandboxBuilder::new()
     }
