@@ -14,8 +14,12 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use rampnow_auth::sandbox::{Sandbox, QUOTE_PATH, SANDBOX_API_SECRET};
+use rampnow_auth::sandbox::{
+    Sandbox, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_REQUEST_HEAD_BYTES,
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT, QUOTE_PATH, SANDBOX_API_SECRET,
+};
 use rampnow_auth::{Credentials, API_KEY_ENV, API_SECRET_ENV};
 
 const USAGE: &str = "\
@@ -27,6 +31,14 @@ usage: cargo run --example sandbox -- [options]
   --cert-out PATH     write the sandbox's CA certificate (PEM) there
                       (default: rampnow-sandbox-ca.pem in the temporary directory)
   --clock-skew SECS   run the sandbox's clock SECS seconds ahead (negative: behind)
+  --header-read-timeout SECS
+                      close a connection that takes longer to send a request head, or
+                      stays idle longer between requests (default 10)
+  --tls-handshake-timeout SECS
+                      close a connection whose TLS handshake takes longer (default 10)
+  --max-connections N serve at most N connections at once; more wait (default 256)
+  --max-request-head-bytes N
+                      answer 431 to a larger request head (default 65536)
   --help              show this";
 
 struct Args {
@@ -35,6 +47,10 @@ struct Args {
     api_secret: Option<String>,
     cert_out: PathBuf,
     clock_skew: i64,
+    header_read_timeout: Duration,
+    tls_handshake_timeout: Duration,
+    max_connections: usize,
+    max_request_head_bytes: usize,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -44,6 +60,10 @@ fn parse_args() -> Result<Option<Args>, String> {
         api_secret: None,
         cert_out: std::env::temp_dir().join("rampnow-sandbox-ca.pem"),
         clock_skew: 0,
+        header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+        tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+        max_connections: DEFAULT_MAX_CONNECTIONS,
+        max_request_head_bytes: DEFAULT_MAX_REQUEST_HEAD_BYTES,
     };
     let mut argv = std::env::args().skip(1);
     while let Some(arg) = argv.next() {
@@ -81,10 +101,33 @@ fn parse_args() -> Result<Option<Args>, String> {
                     format!("--clock-skew {text:?} is not a number of seconds, such as 300 or -90")
                 })?;
             }
+            "--header-read-timeout" => args.header_read_timeout = seconds(&flag, &value()?)?,
+            "--tls-handshake-timeout" => args.tls_handshake_timeout = seconds(&flag, &value()?)?,
+            "--max-connections" => args.max_connections = count(&flag, &value()?)?,
+            "--max-request-head-bytes" => args.max_request_head_bytes = count(&flag, &value()?)?,
             _ => return Err(format!("unknown option {arg:?}")),
         }
     }
     Ok(Some(args))
+}
+
+/// A positive number of seconds, possibly with a fraction (`0.5`).
+fn seconds(flag: &str, text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|secs| *secs > 0.0)
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| {
+            format!("{flag} {text:?} is not a number of seconds above 0, such as 10 or 0.5")
+        })
+}
+
+/// A whole number above 0.
+fn count(flag: &str, text: &str) -> Result<usize, String> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{flag} {text:?} is not a whole number above 0, such as 256"))
 }
 
 /// The credentials to accept, and whether they are the public sandbox pair.
@@ -131,6 +174,10 @@ async fn main() -> ExitCode {
         .addr(args.addr)
         .credentials(credentials)
         .clock_skew_secs(args.clock_skew)
+        .header_read_timeout(args.header_read_timeout)
+        .tls_handshake_timeout(args.tls_handshake_timeout)
+        .max_connections(args.max_connections)
+        .max_request_head_bytes(args.max_request_head_bytes)
         .start()
         .await
     {

@@ -19,6 +19,12 @@
 //! - A missing or invalid parameter: `400` with `{"error": "...", "reason": "..."}`; another
 //!   method on the quote path: `405`; any other path: `404`, in the same JSON shape. A `404` or
 //!   `400` means the signature *was* verified.
+//! - A request target with a fragment (`GET /path#part HTTP/1.1`): `400` with
+//!   `{"error": "invalid_target", "reason": "..."}` *before* the verifier, and the connection is
+//!   closed. A fragment is never sent in HTTP, and hyper's URI silently drops it, so the
+//!   verifier would check the signature against a target the client did not send. Such
+//!   refusals are printed (unless quiet) but not kept in [`Sandbox::log`], whose entries are
+//!   requests the verifier saw.
 //!
 //! By default the sandbox accepts the documented, public [`SANDBOX_API_KEY`] and
 //! [`SANDBOX_API_SECRET`] under either header set ([`HeaderNames::RN`](crate::HeaderNames::RN)
@@ -29,6 +35,28 @@
 //! the request, or [`accept_replays`](SandboxBuilder::accept_replays). It writes one line per
 //! request to stderr (turn it off with [`quiet`](SandboxBuilder::quiet)) and keeps them for
 //! [`Sandbox::log`].
+//!
+//! # Limits
+//!
+//! The sandbox may be reachable by clients you do not control (with [`addr`](SandboxBuilder::addr)
+//! off loopback, or by other programs on your machine), so it bounds what a connection can hold,
+//! as a production server would. Each limit has a builder method and a default:
+//!
+//! | What | Default | Builder method |
+//! |---|---|---|
+//! | TLS handshake, from the accepted TCP connection | [`DEFAULT_TLS_HANDSHAKE_TIMEOUT`] | [`tls_handshake_timeout`](SandboxBuilder::tls_handshake_timeout) |
+//! | Each request head, *and* the idle wait before it on a kept-alive connection | [`DEFAULT_HEADER_READ_TIMEOUT`] | [`header_read_timeout`](SandboxBuilder::header_read_timeout) |
+//! | Size of a request head (request line and headers) | [`DEFAULT_MAX_REQUEST_HEAD_BYTES`] | [`max_request_head_bytes`](SandboxBuilder::max_request_head_bytes) |
+//! | Connections open at once | [`DEFAULT_MAX_CONNECTIONS`] | [`max_connections`](SandboxBuilder::max_connections) |
+//!
+//! A connection that misses a timeout is closed without an answer; a head that is too large is
+//! answered `431` and the connection closed; past the connection cap the sandbox stops
+//! accepting (clients wait in the kernel's queue) until a connection closes. A request body is
+//! bounded by the verifier ([`RampnowVerifyLayer::max_body_size`], 10 MiB by default), and at
+//! most 100 headers are read (hyper's default). Following each request line to refuse a fragment
+//! (see above) holds at most one head line and a short queue per connection. [`Sandbox::log`] is
+//! bounded in entries and in
+//! bytes ([`LOG_CAPACITY`], [`LOG_MAX_BYTES`], [`LOG_TARGET_MAX_BYTES`]).
 //!
 //! # Example
 //!
@@ -72,10 +100,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use http::header::DATE;
-use http::{HeaderValue, Method, Request, StatusCode};
+use bytes::Bytes;
+use http::header::{CONNECTION, DATE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use hyper_util::rt::TokioTimer;
 use hyper_util::service::TowerToHyperService;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -83,6 +114,7 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 use tower::{service_fn, Layer, ServiceExt};
@@ -90,8 +122,10 @@ use tower::{service_fn, Layer, ServiceExt};
 use crate::clock::{Clock, SystemClock};
 use crate::credentials::Credentials;
 use crate::verify::{RampnowVerifyLayer, Rejection};
+use targets::{Refusal, TargetTracker, Targets};
 
 mod routes;
+mod targets;
 
 /// The sandbox's default API key. Public: it only opens the sandbox.
 pub const SANDBOX_API_KEY: &str = "ak_sandbox_rampnow_auth";
@@ -105,6 +139,69 @@ pub const DEFAULT_REPLAY_CAPACITY: usize = 100_000;
 
 /// How many requests [`Sandbox::log`] keeps; older ones are forgotten first.
 pub const LOG_CAPACITY: usize = 10_000;
+
+/// The most bytes of a request target a [`LogEntry`] keeps (1 KiB), marker included: a longer
+/// target is cut on a character boundary and ends with `…[truncated, N bytes]`, N being its
+/// whole length. A signed Rampnow target is far shorter; anyone who can reach the sandbox can
+/// send a long one without credentials, and the log keeps refused requests too.
+pub const LOG_TARGET_MAX_BYTES: usize = 1024;
+
+/// The most bytes [`Sandbox::log`] holds in all (8 MiB), counting each entry's own size, its
+/// target, an unusually long method and the refusal's reason; past it the oldest entries are
+/// forgotten first, as past [`LOG_CAPACITY`]. [`LOG_CAPACITY`] typical entries (a few hundred
+/// bytes each) fit in it.
+pub const LOG_MAX_BYTES: usize = 8 * 1024 * 1024;
+
+/// The most bytes of a method written in a log line; a longer (extension) method is cut as a
+/// target is.
+const LOG_METHOD_MAX_BYTES: usize = 64;
+
+/// How long a client may take to send a request head (request line and headers), and how long
+/// an idle kept-alive connection waits for the next one, unless told otherwise (10 s).
+///
+/// A head is a few hundred bytes that a client sends at once, so 10 s covers a slow or lossy
+/// link many times over while a client that trickles its head (slowloris) or parks an idle
+/// connection holds a connection slot for at most that long. hyper's own default is 30 s;
+/// nginx waits 60 s for a head and 75 s on an idle connection, Apache 20 s and 5 s. The same
+/// timer bounds both waits in hyper (it starts whenever hyper waits for a head), so there is
+/// one setting: see [`SandboxBuilder::header_read_timeout`].
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a client may take to finish the TLS handshake once its TCP connection is accepted,
+/// unless told otherwise (10 s).
+///
+/// A handshake is two round trips of a few kilobytes; 10 s covers a slow link, while a client
+/// that connects and never sends its `ClientHello` holds a connection slot for at most that
+/// long. See [`SandboxBuilder::tls_handshake_timeout`].
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many connections the sandbox serves at once, unless told otherwise (256).
+///
+/// Far above what a test or an example opens (the crate's load test uses 64), and small
+/// enough that the memory they may hold stays bounded: each connection holds at most
+/// [`DEFAULT_MAX_REQUEST_HEAD_BYTES`] of request head, the TLS buffers (tens of kilobytes) and
+/// one body up to the verifier's limit. See [`SandboxBuilder::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+/// The largest request head (request line and headers), in bytes, unless told otherwise
+/// (64 KiB).
+///
+/// A signed Rampnow request needs well under 2 KiB; 64 KiB leaves room for long query strings
+/// while keeping hyper's read buffer, which defaults to about 400 KiB, at 64 KiB a connection.
+/// nginx stops at 8 KiB a line and 32 KiB in all, Apache at 8 KiB a line and 100 headers.
+/// A larger head is answered `431 Request Header Fields Too Large`. See
+/// [`SandboxBuilder::max_request_head_bytes`].
+pub const DEFAULT_MAX_REQUEST_HEAD_BYTES: usize = 64 * 1024;
+
+/// The longest timeout accepted: one day (hyper adds it to the current instant, which must
+/// not overflow).
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The largest request head accepted by [`SandboxBuilder::max_request_head_bytes`]: 16 MiB.
+const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024 * 1024;
+
+/// hyper's smallest read buffer (`max_buf_size` panics below it).
+const MIN_READ_BUFFER: usize = 8 * 1024;
 
 /// The quote route: `GET` with query parameters, or `POST` with a JSON body.
 pub const QUOTE_PATH: &str = "/api/partner/v1/ext/ramp_order/quote";
@@ -152,6 +249,16 @@ pub struct SandboxBuilder {
     clock_skew_secs: i64,
     replay_capacity: Option<usize>,
     quiet: bool,
+    limits: Limits,
+}
+
+/// The connection limits (see the module docs' "Limits").
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    header_read_timeout: Duration,
+    tls_handshake_timeout: Duration,
+    max_connections: usize,
+    max_request_head_bytes: usize,
 }
 
 /// The largest clock skew accepted: ten years, far beyond any test's need.
@@ -166,6 +273,12 @@ impl SandboxBuilder {
             clock_skew_secs: 0,
             replay_capacity: Some(DEFAULT_REPLAY_CAPACITY),
             quiet: false,
+            limits: Limits {
+                header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+                tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+                max_connections: DEFAULT_MAX_CONNECTIONS,
+                max_request_head_bytes: DEFAULT_MAX_REQUEST_HEAD_BYTES,
+            },
         }
     }
 
@@ -221,6 +334,68 @@ impl SandboxBuilder {
         self
     }
 
+    /// Closes a connection whose client has not sent a whole request head within `timeout`
+    /// (default [`DEFAULT_HEADER_READ_TIMEOUT`]; at most one day).
+    ///
+    /// The same timeout bounds an idle kept-alive connection: hyper starts this timer whenever
+    /// it waits for a request head, on a new connection and after each response, so a
+    /// connection left idle after a request is closed once `timeout` has passed. A separate
+    /// idle timeout would need hyper to tell idle time from a slow head, which it does not.
+    /// The time to send a body is not bounded here.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rampnow_auth::sandbox::Sandbox;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sandbox = Sandbox::builder()
+    ///     .header_read_timeout(Duration::from_secs(2))
+    ///     .tls_handshake_timeout(Duration::from_secs(2))
+    ///     .max_connections(16)
+    ///     .max_request_head_bytes(16 * 1024)
+    ///     .quiet(true)
+    ///     .start()
+    ///     .await?;
+    /// # drop(sandbox);
+    /// # Ok(()) }
+    /// ```
+    pub fn header_read_timeout(mut self, timeout: Duration) -> SandboxBuilder {
+        self.limits.header_read_timeout = timeout;
+        self
+    }
+
+    /// Closes a connection whose TLS handshake has not finished within `timeout` of its TCP
+    /// connection being accepted (default [`DEFAULT_TLS_HANDSHAKE_TIMEOUT`]; at most one day).
+    pub fn tls_handshake_timeout(mut self, timeout: Duration) -> SandboxBuilder {
+        self.limits.tls_handshake_timeout = timeout;
+        self
+    }
+
+    /// Serves at most `max` connections at once (default [`DEFAULT_MAX_CONNECTIONS`]; at least
+    /// one).
+    ///
+    /// At the cap the sandbox stops accepting: a new connection waits in the kernel's listen
+    /// queue, unanswered, until one of the open connections closes (its client closes it, or
+    /// it misses a timeout), and is then served. Waiting rather than closing at once lets a
+    /// burst of well-behaved clients through a little later instead of failing them; the
+    /// timeouts bound how long stalled connections can keep the slots.
+    pub fn max_connections(mut self, max: usize) -> SandboxBuilder {
+        self.limits.max_connections = max;
+        self
+    }
+
+    /// Refuses a request whose head (request line and headers) is larger than `bytes` with
+    /// `431 Request Header Fields Too Large`, and closes its connection (default
+    /// [`DEFAULT_MAX_REQUEST_HEAD_BYTES`]; from 1 byte to 16 MiB). It also caps hyper's read
+    /// buffer at `bytes` (or 8 KiB, hyper's minimum, if larger).
+    pub fn max_request_head_bytes(mut self, bytes: usize) -> SandboxBuilder {
+        self.limits.max_request_head_bytes = bytes;
+        self
+    }
+
     /// Makes a certificate, binds the address and starts serving on the current Tokio runtime,
     /// in the background, until the [`Sandbox`] is dropped or [shut down](Sandbox::shutdown).
     ///
@@ -228,7 +403,9 @@ impl SandboxBuilder {
     ///
     /// An [`io::Error`] saying what to do when it is not called within a Tokio runtime, when
     /// the address cannot be bound (in use, or a privileged port), when the clock skew is more
-    /// than ten years, or (a bug) when the certificate cannot be made.
+    /// than ten years, when a limit is out of range (a timeout of zero or more than a day, no
+    /// connections, or a head limit of zero or more than 16 MiB), or (a bug) when the
+    /// certificate cannot be made.
     pub async fn start(self) -> io::Result<Sandbox> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(io::Error::other(
@@ -246,6 +423,7 @@ impl SandboxBuilder {
                 ),
             ));
         }
+        self.limits.check()?;
         let credentials = self.credentials.unwrap_or_else(sandbox_credentials);
         let tls = Tls::generate().map_err(|error| {
             io::Error::other(format!(
@@ -272,16 +450,14 @@ impl SandboxBuilder {
         if let Some(capacity) = self.replay_capacity {
             verify = verify.reject_replays(capacity);
         }
-        let log = Arc::new(RequestLog {
-            quiet: self.quiet,
-            entries: Mutex::new(VecDeque::new()),
-        });
+        let log = Arc::new(RequestLog::new(self.quiet));
         let task = tokio::spawn(serve(
             listener,
             TlsAcceptor::from(tls.server),
             verify.clone(),
             log.clone(),
             clock,
+            self.limits,
         ));
         Ok(Sandbox {
             addr,
@@ -304,7 +480,60 @@ impl fmt::Debug for SandboxBuilder {
             .field("clock_skew_secs", &self.clock_skew_secs)
             .field("replay_capacity", &self.replay_capacity)
             .field("quiet", &self.quiet)
+            .field("header_read_timeout", &self.limits.header_read_timeout)
+            .field("tls_handshake_timeout", &self.limits.tls_handshake_timeout)
+            .field("max_connections", &self.limits.max_connections)
+            .field(
+                "max_request_head_bytes",
+                &self.limits.max_request_head_bytes,
+            )
             .finish_non_exhaustive()
+    }
+}
+
+impl Limits {
+    /// Refuses values that would disable a limit by accident or make hyper panic.
+    fn check(&self) -> io::Result<()> {
+        let invalid = |message: String| Err(io::Error::new(io::ErrorKind::InvalidInput, message));
+        for (name, timeout) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("tls_handshake_timeout", self.tls_handshake_timeout),
+        ] {
+            if timeout.is_zero() || timeout > MAX_TIMEOUT {
+                return invalid(format!(
+                    "the sandbox's {name} of {timeout:?} is out of range; give a duration above \
+                     zero and at most one day, such as 10 s"
+                ));
+            }
+        }
+        if self.max_connections == 0 || self.max_connections > Semaphore::MAX_PERMITS {
+            return invalid(format!(
+                "the sandbox's max_connections of {} is out of range; give from 1 to {}, such \
+                 as {DEFAULT_MAX_CONNECTIONS}",
+                self.max_connections,
+                Semaphore::MAX_PERMITS
+            ));
+        }
+        if self.max_request_head_bytes == 0 || self.max_request_head_bytes > MAX_REQUEST_HEAD_BYTES
+        {
+            return invalid(format!(
+                "the sandbox's max_request_head_bytes of {} is out of range; give from 1 byte to \
+                 16 MiB, such as {DEFAULT_MAX_REQUEST_HEAD_BYTES}",
+                self.max_request_head_bytes
+            ));
+        }
+        Ok(())
+    }
+
+    /// hyper's HTTP/1 settings for these limits.
+    fn http1(&self) -> hyper::server::conn::http1::Builder {
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            .max_header_size(self.max_request_head_bytes)
+            // At least hyper's minimum (checked above to be reachable): never panics.
+            .max_buf_size(self.max_request_head_bytes.max(MIN_READ_BUFFER));
+        http
     }
 }
 
@@ -367,7 +596,8 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// A builder, to set the address, credentials, clock, replay protection or quietness.
+    /// A builder, to set the address, credentials, clock, replay protection, quietness or
+    /// connection limits.
     pub fn builder() -> SandboxBuilder {
         SandboxBuilder::new()
     }
@@ -423,11 +653,12 @@ impl Sandbox {
         &self.credentials
     }
 
-    /// The requests served so far, oldest first (at most the last [`LOG_CAPACITY`]). A request
-    /// is logged before its response is sent, so it is here once the client has the response.
+    /// The requests served so far, oldest first: at most the last [`LOG_CAPACITY`], in at most
+    /// [`LOG_MAX_BYTES`], each target cut to [`LOG_TARGET_MAX_BYTES`]. A request is logged
+    /// before its response is sent, so it is here once the client has the response.
     #[must_use]
     pub fn log(&self) -> Vec<LogEntry> {
-        self.log.entries().iter().cloned().collect()
+        self.log.entries()
     }
 
     /// How many signatures the replay memory holds, or `None` when replays are accepted.
@@ -470,7 +701,8 @@ impl fmt::Debug for Sandbox {
 pub struct LogEntry {
     /// The request method.
     pub method: Method,
-    /// The request target as received: path and query.
+    /// The request target as received (path and query), cut to at most
+    /// [`LOG_TARGET_MAX_BYTES`] and then ending with `…[truncated, N bytes]`.
     pub target: String,
     /// The status answered.
     pub status: StatusCode,
@@ -489,7 +721,8 @@ impl LogEntry {
 
 impl fmt::Display for LogEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} -> {}", self.method, self.target, self.status)?;
+        let method = cut(self.method.as_str(), LOG_METHOD_MAX_BYTES);
+        write!(f, "{method} {} -> {}", self.target, self.status)?;
         match &self.rejection {
             Some(rejection) => write!(f, " refused: {rejection}"),
             None => f.write_str(" (signature verified)"),
@@ -497,27 +730,83 @@ impl fmt::Display for LogEntry {
     }
 }
 
+/// `text` if it has at most `max` bytes, else its start cut on a character boundary and a
+/// marker with its whole length, in at most `max` bytes all told (`max` is at least 64).
+fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let marker = format!("…[truncated, {} bytes]", text.len());
+    let mut end = max.saturating_sub(marker.len());
+    while !text.is_char_boundary(end) {
+        end -= 1; // stops at 0 at the latest, a boundary
+    }
+    let mut kept = String::with_capacity(end + marker.len());
+    kept.push_str(&text[..end]);
+    kept.push_str(&marker);
+    kept
+}
+
 /// The kept requests, and whether to print them.
 struct RequestLog {
     quiet: bool,
-    entries: Mutex<VecDeque<LogEntry>>,
+    state: Mutex<LogState>,
+}
+
+/// The entries, and the bytes they hold (see [`LOG_MAX_BYTES`]).
+#[derive(Default)]
+struct LogState {
+    entries: VecDeque<LogEntry>,
+    bytes: usize,
 }
 
 impl RequestLog {
-    fn entries(&self) -> std::sync::MutexGuard<'_, VecDeque<LogEntry>> {
+    fn new(quiet: bool) -> RequestLog {
+        RequestLog {
+            quiet,
+            state: Mutex::new(LogState::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, LogState> {
         // Every update below completes or does nothing, so a poisoned lock is still usable.
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn entries(&self) -> Vec<LogEntry> {
+        self.state().entries.iter().cloned().collect()
+    }
+
+    /// The bytes the entries hold, as counted against [`LOG_MAX_BYTES`].
+    #[cfg(test)]
+    fn held_bytes(&self) -> usize {
+        self.state().bytes
+    }
+
+    /// What an entry holds: itself, its target, a method too long to be stored inline (a
+    /// standard or short method holds nothing more) and the reason of a refusal.
+    fn bytes_of(entry: &LogEntry) -> usize {
+        std::mem::size_of::<LogEntry>()
+            + entry.target.capacity()
+            + entry.method.as_str().len()
+            + entry.rejection.as_ref().map_or(0, |r| r.reason().len())
     }
 
     fn record(&self, entry: LogEntry) {
         if !self.quiet {
             eprintln!("rampnow-sandbox: {entry}");
         }
-        let mut entries = self.entries();
-        if entries.len() >= LOG_CAPACITY {
-            entries.pop_front();
+        let bytes = Self::bytes_of(&entry);
+        let mut state = self.state();
+        while state.entries.len() >= LOG_CAPACITY
+            || (state.bytes + bytes > LOG_MAX_BYTES && !state.entries.is_empty())
+        {
+            if let Some(oldest) = state.entries.pop_front() {
+                state.bytes -= Self::bytes_of(&oldest);
+            }
         }
-        entries.push_back(entry);
+        state.bytes += bytes;
+        state.entries.push_back(entry);
     }
 }
 
@@ -593,6 +882,32 @@ impl Tls {
     }
 }
 
+/// The `400` answer to a request refused before the verifier; the connection is closed after
+/// it, since what follows on it cannot be trusted either.
+fn refuse<B>(request: &Request<B>, refusal: &Refusal, quiet: bool) -> Response<Full<Bytes>> {
+    if !quiet {
+        let target = request.uri().path_and_query().map_or_else(
+            || "/".to_owned(),
+            |pq| cut(pq.as_str(), LOG_TARGET_MAX_BYTES),
+        );
+        let method = cut(request.method().as_str(), LOG_METHOD_MAX_BYTES);
+        let what = match refusal {
+            Refusal::Fragment => "its target has a fragment",
+            Refusal::Untracked => "its target could not be matched to the bytes received",
+        };
+        eprintln!("rampnow-sandbox: {method} {target} -> 400 refused before verifying: {what}");
+    }
+    let mut response = routes::error_response(
+        StatusCode::BAD_REQUEST,
+        "invalid_target",
+        refusal.reason().to_owned(),
+    );
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// Accepts connections until the task is aborted; dropping it drops the listener and aborts
 /// every connection (the `JoinSet`).
 async fn serve(
@@ -601,16 +916,27 @@ async fn serve(
     verify: RampnowVerifyLayer,
     log: Arc<RequestLog>,
     clock: Arc<SkewedClock>,
+    limits: Limits,
 ) {
     let quiet = log.quiet;
+    let http = limits.http1();
+    // Above hyper's read buffer: a head the tracker cannot follow, hyper refuses first.
+    let head_limit = limits
+        .max_request_head_bytes
+        .max(MIN_READ_BUFFER)
+        .saturating_add(1024);
+    // One permit per open connection, held by its task: tower's `ConcurrencyLimit` counts
+    // requests in flight, not connections (an idle or stalled connection holds no request).
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let routes = verify.layer(service_fn(routes::route));
     // Outermost: note each request and its answer, including the verifier's refusals.
     let service = service_fn(move |request: Request<Incoming>| {
         let method = request.method().clone();
-        let target = request
-            .uri()
-            .path_and_query()
-            .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
+        // Cut now: anyone can send a 60 KB target, signed or not.
+        let target = request.uri().path_and_query().map_or_else(
+            || "/".to_owned(),
+            |pq| cut(pq.as_str(), LOG_TARGET_MAX_BYTES),
+        );
         let answer = routes.clone().oneshot(request);
         let log = log.clone();
         let clock = clock.clone();
@@ -635,6 +961,11 @@ async fn serve(
     loop {
         // Forget finished connections, so the set does not grow.
         while connections.try_join_next().is_some() {}
+        // At the cap, stop accepting until a connection closes: new clients wait in the
+        // kernel's listen queue rather than being cut off.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return; // never: the semaphore is not closed
+        };
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(_) => {
@@ -646,10 +977,24 @@ async fn serve(
         };
         let acceptor = acceptor.clone();
         let service = service.clone();
+        let http = http.clone();
         connections.spawn(async move {
-            let stream = match acceptor.accept(stream).await {
-                Ok(stream) => stream,
-                Err(error) => {
+            let _slot = slot; // released when the connection ends, however it ends
+            let handshake =
+                tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream));
+            let stream = match handshake.await {
+                Ok(Ok(stream)) => stream,
+                Err(_elapsed) => {
+                    if !quiet {
+                        eprintln!(
+                            "rampnow-sandbox: closed the connection from {peer}: its TLS \
+                             handshake did not finish within {:?}",
+                            limits.tls_handshake_timeout
+                        );
+                    }
+                    return;
+                }
+                Ok(Err(error)) => {
                     if quiet {
                         return;
                     }
@@ -660,9 +1005,24 @@ async fn serve(
                     return;
                 }
             };
-            // A client that goes away mid-request is its own business: nothing to report.
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+            // Follow the decrypted bytes to see each request line's raw target, which hyper's
+            // `Uri` no longer shows, and refuse a fragment before the verifier.
+            let targets = Targets::default();
+            let io = TargetTracker::new(stream, targets.clone(), head_limit);
+            let service = service_fn(move |request: Request<Incoming>| {
+                let verdict = targets.check(&request);
+                let service = service.clone();
+                async move {
+                    match verdict {
+                        Ok(()) => service.oneshot(request).await,
+                        Err(refusal) => Ok(refuse(&request, &refusal, quiet)),
+                    }
+                }
+            });
+            // A client that goes away mid-request, or misses the header read timeout, is its own
+            // business: nothing to report.
+            let _ = http
+                .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
                 .await;
         });
     }
@@ -688,6 +1048,84 @@ mod tests {
         assert_eq!(clock(300).now(), base + Duration::from_secs(300));
         assert_eq!(clock(-300).now(), base - Duration::from_secs(300));
         assert_eq!(clock(0).now(), base);
+    }
+
+    fn entry(method: Method, target: &str, rejection: Option<Rejection>) -> LogEntry {
+        LogEntry {
+            method,
+            target: cut(target, LOG_TARGET_MAX_BYTES),
+            status: StatusCode::UNAUTHORIZED,
+            rejection,
+        }
+    }
+
+    #[test]
+    fn long_text_is_cut_on_a_char_boundary_with_a_marker() {
+        assert_eq!(cut("/short", 64), "/short");
+        let exact = "a".repeat(64);
+        assert_eq!(cut(&exact, 64), exact);
+        for text in [
+            "/".repeat(60_000),
+            "é".repeat(30_000),  // two bytes each
+            "€x".repeat(15_000), // three, then one
+            "😀".repeat(15_000), // four
+        ] {
+            for max in [64, 65, 66, 67, LOG_TARGET_MAX_BYTES] {
+                let kept = cut(&text, max);
+                assert!(kept.len() <= max, "{} > {max}", kept.len());
+                let marker = format!("…[truncated, {} bytes]", text.len());
+                assert!(kept.ends_with(&marker), "{kept}");
+                assert!(text.starts_with(&kept[..kept.len() - marker.len()]));
+                assert!(kept.len() + 4 > max, "cut more than a character short");
+            }
+        }
+    }
+
+    #[test]
+    fn the_log_is_bounded_in_entries_and_in_bytes() {
+        let log = RequestLog::new(true);
+        let huge = format!("/api/partner/v1/x?q={}", "a".repeat(60_000));
+        let mut records = 0;
+        for i in 0..2 * LOG_CAPACITY {
+            log.record(entry(Method::GET, &huge, None));
+            records += 1;
+            assert!(log.held_bytes() <= LOG_MAX_BYTES, "{i}");
+        }
+        let entries = log.entries();
+        assert!(entries.len() < LOG_CAPACITY && !entries.is_empty());
+        assert!(entries
+            .iter()
+            .all(|e| e.target.len() <= LOG_TARGET_MAX_BYTES && e.target.ends_with("bytes]")));
+        let counted: usize = entries.iter().map(RequestLog::bytes_of).sum();
+        assert_eq!(counted, log.held_bytes());
+        // Without the byte bound, these entries would hold about 1.2 GB.
+        assert!(records * huge.len() > 100 * LOG_MAX_BYTES);
+
+        // Extension methods as long as a head allows count too.
+        let long_method = Method::from_bytes("M".repeat(60_000).as_bytes()).unwrap();
+        for _ in 0..1_000 {
+            log.record(entry(long_method.clone(), "/", None));
+            assert!(log.held_bytes() <= LOG_MAX_BYTES);
+        }
+        // Small entries: the entry cap binds, not the byte cap.
+        for _ in 0..2 * LOG_CAPACITY {
+            log.record(entry(Method::POST, QUOTE_PATH, None));
+        }
+        assert_eq!(log.entries().len(), LOG_CAPACITY);
+        assert!(log.held_bytes() <= LOG_MAX_BYTES);
+    }
+
+    #[test]
+    fn a_log_line_is_bounded() {
+        let long_method = Method::from_bytes("M".repeat(60_000).as_bytes()).unwrap();
+        let huge = "/".repeat(60_000);
+        let line = entry(long_method, &huge, None).to_string();
+        assert!(
+            line.len() <= LOG_METHOD_MAX_BYTES + LOG_TARGET_MAX_BYTES + 64,
+            "{}",
+            line.len()
+        );
+        assert!(line.contains("…[truncated, 60000 bytes] -> 401"), "{line}");
     }
 
     #[test]

@@ -62,7 +62,11 @@ fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     response
 }
 
-fn error_response(status: StatusCode, code: &str, reason: String) -> Response<Full<Bytes>> {
+pub(super) fn error_response(
+    status: StatusCode,
+    code: &str,
+    reason: String,
+) -> Response<Full<Bytes>> {
     json_response(
         status,
         json!({ "error": code, "reason": reason }).to_string(),
