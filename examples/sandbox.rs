@@ -39,6 +39,9 @@ usage: cargo run --example sandbox -- [options]
   --max-connections N serve at most N connections at once; more wait (default 256)
   --max-request-head-bytes N
                       answer 431 to a larger request head (default 65536)
+  --body-read-timeout SECS
+                      answer 408 to a request body that takes longer to arrive
+                      whole (default 30)
   --help              show this";
 
 struct Args {
@@ -51,6 +54,7 @@ struct Args {
     tls_handshake_timeout: Duration,
     max_connections: usize,
     max_request_head_bytes: usize,
+    body_read_timeout: Duration,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -64,6 +68,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         max_connections: DEFAULT_MAX_CONNECTIONS,
         max_request_head_bytes: DEFAULT_MAX_REQUEST_HEAD_BYTES,
+        body_read_timeout: rampnow_auth::verify::DEFAULT_BODY_READ_TIMEOUT,
     };
     let mut argv = std::env::args().skip(1);
     while let Some(arg) = argv.next() {
@@ -105,6 +110,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--tls-handshake-timeout" => args.tls_handshake_timeout = seconds(&flag, &value()?)?,
             "--max-connections" => args.max_connections = count(&flag, &value()?)?,
             "--max-request-head-bytes" => args.max_request_head_bytes = count(&flag, &value()?)?,
+            "--body-read-timeout" => args.body_read_timeout = seconds(&flag, &value()?)?,
             _ => return Err(format!("unknown option {arg:?}")),
         }
     }
@@ -175,6 +181,7 @@ async fn main() -> ExitCode {
         .credentials(credentials)
         .clock_skew_secs(args.clock_skew)
         .header_read_timeout(args.header_read_timeout)
+        .body_read_timeout(args.body_read_timeout)
         .tls_handshake_timeout(args.tls_handshake_timeout)
         .max_connections(args.max_connections)
         .max_request_head_bytes(args.max_request_head_bytes)

@@ -301,3 +301,41 @@ async fn a_long_unsigned_target_is_cut_in_the_log() {
     let held: usize = log.iter().map(|e| e.target.len()).sum();
     assert!(held <= 20 * LOG_TARGET_MAX_BYTES, "{held}");
 }
+
+#[tokio::test]
+async fn a_trickling_body_is_answered_408_and_the_connection_closed() {
+    let sandbox = start(quiet().body_read_timeout(SHORT)).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // The public key, a fresh timestamp and any 64 hex digits: all an attacker needs to make
+    // the verifier read the body.
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nrn-api-key: {key}\r\n\
+         rn-access-timestamp: {now}\r\nrn-access-sign: {sign}\r\ncontent-length: 1000\r\n\r\n",
+        path = rampnow_auth::sandbox::QUOTE_PATH,
+        key = rampnow_auth::sandbox::SANDBOX_API_KEY,
+        sign = "0".repeat(64),
+    );
+    let mut stream = stalled(&sandbox, head.as_bytes()).await;
+    // One byte every 100 ms: it would take 100 s to send the body.
+    let trickle = async {
+        for _ in 0..1000 {
+            if stream.write_all(b"x").await.is_err() || stream.flush().await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let _ = tokio::time::timeout(SHORT * 3, trickle).await;
+    let (received, _) = read_until_closed(&mut stream)
+        .await
+        .expect("the sandbox closes the connection");
+    let received = String::from_utf8_lossy(&received);
+    assert!(received.starts_with("HTTP/1.1 408"), "{received}");
+    assert!(received.contains("body_timeout"), "{received}");
+    let log = sandbox.log();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].status, http::StatusCode::REQUEST_TIMEOUT);
+}

@@ -29,8 +29,9 @@
 //! By default the sandbox accepts the documented, public [`SANDBOX_API_KEY`] and
 //! [`SANDBOX_API_SECRET`] under either header set ([`HeaderNames::RN`](crate::HeaderNames::RN)
 //! or [`HeaderNames::X_RAMPNOW`](crate::HeaderNames::X_RAMPNOW)), uses the system clock with
-//! Rampnow's 60 s tolerance, and refuses replayed signatures (remembering the last
-//! [`DEFAULT_REPLAY_CAPACITY`]). Timestamps are whole seconds, so two identical requests signed
+//! Rampnow's 60 s tolerance, and refuses replayed signatures (remembering up to
+//! [`DEFAULT_REPLAY_CAPACITY`] live signatures, half of them at most for one key; when that is
+//! full it answers `503` with `Retry-After` rather than forget one). Timestamps are whole seconds, so two identical requests signed
 //! in the same second carry the same signature and the second is refused as `replayed`; vary
 //! the request, or [`accept_replays`](SandboxBuilder::accept_replays). It writes one line per
 //! request to stderr (turn it off with [`quiet`](SandboxBuilder::quiet)) and keeps them for
@@ -48,8 +49,11 @@
 //! | Each request head, *and* the idle wait before it on a kept-alive connection | [`DEFAULT_HEADER_READ_TIMEOUT`] | [`header_read_timeout`](SandboxBuilder::header_read_timeout) |
 //! | Size of a request head (request line and headers) | [`DEFAULT_MAX_REQUEST_HEAD_BYTES`] | [`max_request_head_bytes`](SandboxBuilder::max_request_head_bytes) |
 //! | Connections open at once | [`DEFAULT_MAX_CONNECTIONS`] | [`max_connections`](SandboxBuilder::max_connections) |
+//! | The whole request body, from the verifier's first wait for it (answered `408`) | [`DEFAULT_BODY_READ_TIMEOUT`](crate::verify::DEFAULT_BODY_READ_TIMEOUT) | [`body_read_timeout`](SandboxBuilder::body_read_timeout) |
 //!
-//! A connection that misses a timeout is closed without an answer; a head that is too large is
+//! A connection that misses the TLS or head timeout is closed without an answer; a body that
+//! misses its deadline is answered `408 Request Timeout` (`body_timeout`) and the connection
+//! closed; a head that is too large is
 //! answered `431` and the connection closed; past the connection cap the sandbox stops
 //! accepting (clients wait in the kernel's queue) until a connection closes. A request body is
 //! bounded by the verifier ([`RampnowVerifyLayer::max_body_size`], 10 MiB by default), and at
@@ -259,6 +263,7 @@ struct Limits {
     tls_handshake_timeout: Duration,
     max_connections: usize,
     max_request_head_bytes: usize,
+    body_read_timeout: Duration,
 }
 
 /// The largest clock skew accepted: ten years, far beyond any test's need.
@@ -278,6 +283,7 @@ impl SandboxBuilder {
                 tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
                 max_connections: DEFAULT_MAX_CONNECTIONS,
                 max_request_head_bytes: DEFAULT_MAX_REQUEST_HEAD_BYTES,
+                body_read_timeout: crate::verify::DEFAULT_BODY_READ_TIMEOUT,
             },
         }
     }
@@ -396,6 +402,34 @@ impl SandboxBuilder {
         self
     }
 
+    /// Answers `408 Request Timeout` (`{"error": "body_timeout", ...}`) and closes the
+    /// connection when a request body has not arrived whole within `timeout` of the verifier's
+    /// first wait for it (default
+    /// [`DEFAULT_BODY_READ_TIMEOUT`](crate::verify::DEFAULT_BODY_READ_TIMEOUT), 30 s; at most one
+    /// day): a body trickling one byte at a time cannot hold a connection open. It is the
+    /// verifier's [`body_read_timeout`](crate::verify::RampnowVerifyLayer::body_read_timeout).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rampnow_auth::sandbox::Sandbox;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sandbox = Sandbox::builder()
+    ///     .body_read_timeout(Duration::from_secs(5))
+    ///     .quiet(true)
+    ///     .start()
+    ///     .await?;
+    /// # drop(sandbox);
+    /// # Ok(()) }
+    /// ```
+    pub fn body_read_timeout(mut self, timeout: Duration) -> SandboxBuilder {
+        self.limits.body_read_timeout = timeout;
+        self
+    }
+
     /// Makes a certificate, binds the address and starts serving on the current Tokio runtime,
     /// in the background, until the [`Sandbox`] is dropped or [shut down](Sandbox::shutdown).
     ///
@@ -446,7 +480,9 @@ impl SandboxBuilder {
             base: self.clock,
             skew_secs: self.clock_skew_secs,
         });
-        let mut verify = RampnowVerifyLayer::new(credentials.clone()).with_clock(clock.clone());
+        let mut verify = RampnowVerifyLayer::new(credentials.clone())
+            .with_clock(clock.clone())
+            .body_read_timeout(self.limits.body_read_timeout);
         if let Some(capacity) = self.replay_capacity {
             verify = verify.reject_replays(capacity);
         }
@@ -498,6 +534,7 @@ impl Limits {
         for (name, timeout) in [
             ("header_read_timeout", self.header_read_timeout),
             ("tls_handshake_timeout", self.tls_handshake_timeout),
+            ("body_read_timeout", self.body_read_timeout),
         ] {
             if timeout.is_zero() || timeout > MAX_TIMEOUT {
                 return invalid(format!(
