@@ -1056,3 +1056,100 @@ fn without_a_tokio_timer_nothing_panics() {
         "only the in-memory body got through"
     );
 }
+
+/// A replay whose headers arrive inside the tolerance window but whose body is held back until
+/// the original signature has left the window, and the replay memory.
+mod held_back_body {
+    use super::common;
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use bytes::Bytes;
+    use http::{HeaderMap, Method, Request, Response, StatusCode};
+    use http_body_util::channel::Channel;
+    use http_body_util::Full;
+    use rampnow_auth::verify::{RampnowVerifyLayer, Rejection, RejectionKind};
+    use rampnow_auth::{Credentials, SignedBody, Signer};
+    use tower::{service_fn, Layer, ServiceExt};
+
+    use super::NOW;
+
+    fn headers(ts: u64, target: &str, body: &[u8]) -> HeaderMap {
+        let creds = Credentials::new(common::API_KEY, common::SECRET).unwrap();
+        let sig = Signer::new(&creds)
+            .sign(ts, &Method::POST, target, body)
+            .to_string();
+        let mut h = HeaderMap::new();
+        h.insert("rn-api-key", common::API_KEY.parse().unwrap());
+        h.insert("rn-access-timestamp", ts.to_string().parse().unwrap());
+        h.insert("rn-access-sign", sig.parse().unwrap());
+        h
+    }
+
+    #[tokio::test]
+    async fn a_replay_whose_body_is_held_back_until_the_original_is_forgotten_is_refused() {
+        let clock = Arc::new(AtomicU64::new(NOW));
+        let c = clock.clone();
+        let layer =
+            RampnowVerifyLayer::new(Credentials::new(common::API_KEY, common::SECRET).unwrap())
+                .with_clock(move || UNIX_EPOCH + Duration::from_secs(c.load(Ordering::SeqCst)))
+                .reject_replays(100);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let cc = calls.clone();
+        let svc = layer.layer(service_fn(move |_r: Request<SignedBody>| {
+            cc.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok")))) }
+        }));
+        let target = "/api/partner/v1/ext/ramp_order/quote";
+        let body = b"{\"amount\":\"100\"}";
+
+        // 1. The victim's request, accepted.
+        let mut original = Request::post(target)
+            .body(Full::new(Bytes::from_static(body)))
+            .unwrap();
+        *original.headers_mut() = headers(NOW, target, body);
+        let signed = original.headers().clone();
+        let r = svc.clone().oneshot(original).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+
+        // 2. The attacker replays the captured headers at the last second of the window, and holds
+        //    the body back (a few seconds; anything under body_read_timeout, 30 s by default).
+        clock.store(NOW + 60, Ordering::SeqCst);
+        let (mut tx, slow) = Channel::<Bytes>::new(1);
+        let mut replay = Request::post(target).body(slow).unwrap();
+        *replay.headers_mut() = signed;
+        let s = svc.clone();
+        let replay = tokio::spawn(async move { s.oneshot(replay).await.unwrap() });
+        tokio::time::sleep(Duration::from_millis(50)).await; // headers checked: now = NOW + 60
+
+        // 3. Time passes; any other verified request (ordinary traffic) prunes the memory.
+        clock.store(NOW + 62, Ordering::SeqCst);
+        let other = b"{}";
+        let mut later = Request::post(target)
+            .body(Full::new(Bytes::from_static(other)))
+            .unwrap();
+        *later.headers_mut() = headers(NOW + 62, target, other);
+        assert_eq!(
+            svc.clone().oneshot(later).await.unwrap().status(),
+            StatusCode::OK
+        );
+
+        // 4. The body arrives.
+        tx.send_data(Bytes::from_static(body)).await.unwrap();
+        drop(tx);
+        let answer = replay.await.unwrap();
+        // Stale by the time its body is in: refused, and the inner service saw only the two
+        // honest requests.
+        assert_eq!(
+            answer.status(),
+            StatusCode::UNAUTHORIZED,
+            "replayed request accepted: inner service called {} times",
+            calls.load(Ordering::SeqCst)
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        let rejection = answer.extensions().get::<Rejection>().unwrap();
+        assert_eq!(rejection.kind(), RejectionKind::StaleTimestamp);
+    }
+}

@@ -365,7 +365,6 @@ pub(crate) struct Claim {
     digits: [u8; MAX_TIMESTAMP_DIGITS],
     digits_len: usize,
     seconds: u64,
-    now: u64,
     signature: Signature,
 }
 
@@ -471,35 +470,12 @@ impl VerifyConfig {
                 ),
             ));
         }
-        let now = unix_seconds(self.clock.now()).map_err(|_| {
-            Rejection::new(
-                RejectionKind::ServerClock,
-                "the server's clock reads a time before 1970, so no timestamp can be checked; this \
-                 is the server's fault: send the request again once its operator has fixed the \
-                 server's clock",
-            )
-        })?;
         // Digits only, so the one failure left is a value past u64::MAX: far in the future.
         let seconds = std::str::from_utf8(digits)
             .ok()
             .and_then(|d| d.parse::<u64>().ok())
             .unwrap_or(u64::MAX);
-        let tolerance = self.tolerance.as_secs();
-        if seconds.abs_diff(now) > tolerance {
-            let (distance, direction) = if seconds < now {
-                (now - seconds, "behind")
-            } else {
-                (seconds - now, "ahead of")
-            };
-            return Err(Rejection::new(
-                RejectionKind::StaleTimestamp,
-                format!(
-                    "the timestamp is {distance} s {direction} the server's clock ({now}); it \
-                     must be within {tolerance} s. Sign each request (and each retry) when it is \
-                     sent, and keep the client's clock in sync"
-                ),
-            ));
-        }
+        self.check_fresh(seconds)?;
 
         let signature = signature
             .to_str()
@@ -526,13 +502,42 @@ impl VerifyConfig {
             digits: inline,
             digits_len: digits.len(),
             seconds,
-            now,
             signature,
         })
     }
 
     /// Checks the signature over the request as received; with replay protection on, asks the
     /// replay memory (the answer is for [`replay_rejection`](Self::replay_rejection)).
+    /// The server's clock in Unix seconds, if `seconds` (a request's timestamp) is within the
+    /// tolerance of it.
+    fn check_fresh(&self, seconds: u64) -> Result<u64, Rejection> {
+        let now = unix_seconds(self.clock.now()).map_err(|_| {
+            Rejection::new(
+                RejectionKind::ServerClock,
+                "the server's clock reads a time before 1970, so no timestamp can be checked; this \
+                 is the server's fault: send the request again once its operator has fixed the \
+                 server's clock",
+            )
+        })?;
+        let tolerance = self.tolerance.as_secs();
+        if seconds.abs_diff(now) > tolerance {
+            let (distance, direction) = if seconds < now {
+                (now - seconds, "behind")
+            } else {
+                (seconds - now, "ahead of")
+            };
+            return Err(Rejection::new(
+                RejectionKind::StaleTimestamp,
+                format!(
+                    "the timestamp is {distance} s {direction} the server's clock ({now}); it \
+                     must be within {tolerance} s. Sign each request (and each retry) when it is \
+                     sent, send its body at once, and keep the client's clock in sync"
+                ),
+            ));
+        }
+        Ok(now)
+    }
+
     pub(crate) fn check_signature(
         &self,
         claim: Claim,
@@ -558,15 +563,17 @@ impl VerifyConfig {
         }
         // Only now, with the signature verified, is anything remembered: a client without the
         // secret cannot fill the replay memory.
-        let replay = self.replay.as_ref().map(|store| {
-            let until = claim.seconds.saturating_add(self.tolerance.as_secs());
-            store.check(
-                claim.credentials.api_key(),
-                &claim.signature,
-                claim.now,
-                until,
-            )
-        });
+        let replay = match &self.replay {
+            None => None,
+            Some(store) => {
+                // The clock again, now that the body is in: a replay whose body was held back
+                // until the original left the window (and the memory) is stale by now, and the
+                // store is asked with the time it is asked at.
+                let now = self.check_fresh(claim.seconds)?;
+                let until = claim.seconds.saturating_add(self.tolerance.as_secs());
+                Some(store.check(claim.credentials.api_key(), &claim.signature, now, until))
+            }
+        };
         Ok((VerifiedApiKey(claim.credentials), replay))
     }
 

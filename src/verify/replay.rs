@@ -77,7 +77,11 @@ pub trait ReplayStore: Send + Sync + 'static {
     /// [`ReplayCheck::Full`] and keep nothing.
     ///
     /// `now` is the verifier's clock in Unix seconds (its [`Clock`](crate::Clock), which tests
-    /// may fix); a signature kept until a second before `now` may be forgotten.
+    /// may fix), read after the body has arrived; a signature kept until a second before `now`
+    /// may be forgotten. `until` is never before `now` when the verifier asks; a store asked
+    /// with `until < now` must answer [`ReplayCheck::Replayed`], since a signature that old
+    /// may have been forgotten already. A networked store that expires its keys by its own
+    /// clock should keep them a few seconds past `until`, for the skew between the clocks.
     fn check(&self, api_key: &str, signature: &Signature, now: u64, until: u64) -> ReplayFuture;
 }
 
@@ -350,8 +354,10 @@ impl MemoryReplayStore {
             None => 0,
         };
         if until < now {
-            // Already expired: nothing to remember (the verifier never asks this).
-            return ReplayCheck::First;
+            // Already out of the window, so a copy of it may have been forgotten: it cannot be
+            // told apart from a replay. Refuse (the verifier checks the time again after the
+            // body and never asks this; a store must fail closed if it is asked anyway).
+            return ReplayCheck::Replayed;
         }
         let mut wait = None;
         if held >= self.per_key {
