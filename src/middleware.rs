@@ -122,10 +122,15 @@ impl RampnowMiddleware {
 
     /// `builder`, set so that the client it builds cannot send a signed request anywhere the
     /// middleware did not check: no redirects followed (`redirect::Policy::none()`: a `3xx`
-    /// comes back as the response), and HTTPS only (`https_only(true)`; left off when the
-    /// layer has [`allow_http(true)`](crate::RampnowAuthLayer::allow_http), which allows plain
-    /// HTTP to loopback hosts only). Both are set last, so they override the same settings made
-    /// earlier on `builder`; everything else (TLS roots, timeouts, proxies) is kept.
+    /// comes back as the response), and HTTPS only (`https_only(true)`). These are set last,
+    /// so they override the same settings made earlier on `builder`; everything else (TLS
+    /// roots, timeouts) is kept.
+    ///
+    /// When the layer has [`allow_http(true)`](crate::RampnowAuthLayer::allow_http) (plain HTTP
+    /// to loopback hosts only), `https_only` is left as `builder` had it, and every proxy is
+    /// removed (`no_proxy()`, the system's `HTTP_PROXY` included): a signed `http://127.0.0.1`
+    /// request sent through a proxy would cross the network in clear to the proxy. Over HTTPS a
+    /// proxy only relays the encrypted connection, so proxies are kept otherwise.
     ///
     /// For a client with more middleware than this one (retries), then attach this middleware
     /// last; otherwise [`RampnowAuthLayer::reqwest_client`](crate::RampnowAuthLayer::reqwest_client)
@@ -151,9 +156,12 @@ impl RampnowMiddleware {
     /// # let _ = client; Ok(()) }
     /// ```
     pub fn harden(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
-        builder
-            .redirect(reqwest::redirect::Policy::none())
-            .https_only(!self.config.allow_http)
+        let builder = builder.redirect(reqwest::redirect::Policy::none());
+        if self.config.allow_http {
+            builder.no_proxy()
+        } else {
+            builder.https_only(true)
+        }
     }
 
     /// Checks and signs `request` in place: the layer's `prepare` and `sign`, on reqwest's

@@ -629,3 +629,34 @@ async fn the_hardened_client_refuses_plain_http_itself() {
     assert!(error.is_middleware(), "{error}");
     assert_untouched(&listener);
 }
+
+#[tokio::test]
+async fn with_allow_http_no_proxy_sees_a_signed_request_in_clear() {
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+
+    // Stands in for a proxy on another host (HTTP_PROXY=http://proxy.example:3128).
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let (target, port) = untouched_listener();
+    drop(target); // nothing listens there: the request fails to connect, directly
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let layer = RampnowAuthLayer::new(Credentials::new(SANDBOX_API_KEY, "pk_proxy").unwrap())
+        .allow_http(true);
+    let builder = reqwest::Client::builder().proxy(reqwest::Proxy::all(&proxy_url).unwrap());
+    let client = layer.reqwest_client(builder).unwrap();
+    let sent = client
+        .get(format!("http://127.0.0.1:{port}/api/partner/v1/x"))
+        .timeout(Duration::from_secs(2))
+        .send();
+    let (_, seen) = tokio::join!(
+        sent,
+        tokio::time::timeout(Duration::from_secs(2), async {
+            let (mut conn, _) = proxy.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = conn.read(&mut buf).await.unwrap_or(0);
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        })
+    );
+    assert!(seen.is_err(), "the proxy received: {seen:?}");
+}
