@@ -173,11 +173,12 @@ pub(crate) enum BodyFailure {
     Failed(BoxError),
 }
 
-/// The most a body's own size hint can make the collector allocate up front. A body that says
-/// how long it is (hyper's, from `Content-Length`) is read into one buffer of exactly that size,
-/// allocated once, when it is no larger than this; a larger or unannounced body starts with room
-/// for twice its first two frames and grows its buffer by doubling, never past the limit.
-const TRUST_SIZE_HINT_UP_TO: usize = 1024 * 1024;
+/// How far ahead of the bytes received the collector trusts a body's own size hint (hyper's,
+/// from `Content-Length`): it reserves room for at most this much, or three times what has
+/// arrived, whichever is more, beyond what has arrived. An honest body is read into a buffer of
+/// its exact size in one or two allocations; a client that announces 10 MiB and sends two
+/// bytes (before its signature is even checked) makes the server reserve 64 KiB, not 10 MiB.
+const TRUST_SIZE_HINT_AHEAD: usize = 64 * 1024;
 
 pin_project! {
     /// Reads a whole body into one [`Bytes`], failing once more than `limit` bytes arrive.
@@ -213,26 +214,24 @@ impl<B: Body> CollectBody<B> {
     }
 }
 
-/// Makes room in `whole` for `more` bytes: the first time, for what the body says is left (when
-/// it says so exactly, within reason); after that by doubling. Never past `limit`, which the
-/// caller has checked `whole.len() + more` against.
+/// Makes room in `whole` for `more` bytes: for what the body says is left when it says so
+/// exactly, within what is trusted ([`TRUST_SIZE_HINT_AHEAD`]); otherwise room for a few more
+/// frames of the same size the first time, and doubling after that. Never past `limit`, which
+/// the caller has checked `whole.len() + more` against.
 fn make_room(whole: &mut Vec<u8>, more: usize, announced: Option<u64>, limit: usize) {
     let needed = whole.len() + more;
     if needed <= whole.capacity() {
         return;
     }
-    let target = if whole.capacity() == 0 {
-        match announced
-            .and_then(|rest| usize::try_from(rest).ok())
-            .filter(|&rest| rest <= TRUST_SIZE_HINT_UP_TO)
-        {
-            Some(rest) => needed.saturating_add(rest),
-            // Unannounced: a body that came in two frames is likely to come in more of the
-            // same size, so room for a few more at once.
-            None => needed.saturating_mul(4),
+    let target = match announced.and_then(|rest| usize::try_from(rest).ok()) {
+        Some(rest) => {
+            let trusted = rest.min(needed.saturating_mul(3).max(TRUST_SIZE_HINT_AHEAD));
+            needed.saturating_add(trusted)
         }
-    } else {
-        whole.capacity().saturating_mul(2)
+        // Unannounced: a body that came in two frames is likely to come in more of the same
+        // size, so room for a few more at once.
+        None if whole.capacity() == 0 => needed.saturating_mul(4),
+        None => whole.capacity().saturating_mul(2),
     };
     let target = target.max(needed).min(limit.max(needed));
     whole.reserve_exact(target - whole.len());
@@ -464,9 +463,21 @@ mod tests {
         let mut whole = Vec::new();
         make_room(&mut whole, 10, Some(90), 1000);
         assert_eq!(whole.capacity(), 100);
-        // Announced larger than is trusted: as if unannounced.
+        // Announced far more than has arrived: room for what is trusted ahead, not for all of
+        // it (nor past the limit).
         let mut whole = Vec::new();
-        make_room(&mut whole, 10, Some(u64::MAX), 1000);
+        make_room(&mut whole, 2, Some(10 << 20), usize::MAX);
+        assert_eq!(whole.capacity(), 2 + TRUST_SIZE_HINT_AHEAD);
+        let mut whole = Vec::new();
+        make_room(&mut whole, 2, Some(u64::MAX), 1000);
+        assert_eq!(whole.capacity(), 1000);
+        // Past the trusted amount, up to three times what has arrived.
+        let mut whole = vec![0; 100_000];
+        make_room(&mut whole, 1, Some(10 << 20), usize::MAX);
+        assert_eq!(whole.capacity(), 100_001 * 4);
+        // Unannounced: four times the first two frames.
+        let mut whole = Vec::new();
+        make_room(&mut whole, 10, None, 1000);
         assert_eq!(whole.capacity(), 40);
         // Doubling, then capped at the limit.
         whole.resize(40, 0);
