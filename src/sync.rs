@@ -19,14 +19,16 @@
 //!   clock by decades and make every later request stale.
 //!
 //! Only responses to requests the layer itself signed and sent are read (a request it refused
-//! is never sent, so it has no response to learn from). A layer without
-//! [pinned origins](crate::RampnowAuthLayer::pin_origins) signs for any `https://` host it is
-//! given, and every one of them can move the offset *within* the bound; pin the origins, so
-//! that only Rampnow's answers teach the clock.
+//! is never sent, so it has no response to learn from), and each origin (scheme, host, port)
+//! has an offset of its own, learned from its own responses and applied to requests to it
+//! only: a layer without [pinned origins](crate::RampnowAuthLayer::pin_origins) that also
+//! signs for another host cannot be made to sign Rampnow's requests with that host's idea of
+//! the time (or with a time that host chose). At most [`MAX_ORIGINS`] origins are learned; a
+//! request to any other is signed with the local clock.
 //!
-//! The offset is shared by every clone of the layer and every service it builds; updates take a
-//! short lock, reading it on the signing path is one atomic load. [`ServerTime::offset`] reads
-//! it for metrics.
+//! The offsets are shared by every clone of the layer and every service it builds; updates take
+//! a short lock, and reading one on the signing path takes a shared read lock and an atomic
+//! load. [`ServerTime::offset`] and [`ServerTime::offset_for`] read them for metrics.
 //!
 //! # Example
 //!
@@ -42,15 +44,22 @@
 //! ```
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use http::header::{AGE, DATE};
-use http::HeaderMap;
+use http::{HeaderMap, Uri};
+
+use crate::sign::Origin;
 
 /// How many recent samples the median is taken over.
 pub const SAMPLES: usize = 8;
+
+/// How many origins a [`ServerTime`] learns an offset for; requests to others are signed with
+/// the local clock. A layer usually talks to one (Rampnow's API), at most a handful.
+pub const MAX_ORIGINS: usize = 16;
 
 /// The default bound on the learned offset: one hour either way. A sample further from the local
 /// clock than this is ignored. A client clock an hour off is already broken beyond what syncing
@@ -58,8 +67,8 @@ pub const SAMPLES: usize = 8;
 /// more.
 pub const DEFAULT_MAX_OFFSET: Duration = Duration::from_secs(60 * 60);
 
-/// The learned offset between the server's clock and the local one. Cheap to clone; clones
-/// share the same state.
+/// The learned offsets between the servers' clocks and the local one, one for each origin.
+/// Cheap to clone; clones share the same state.
 #[derive(Debug, Clone, Default)]
 pub struct ServerTime {
     state: Arc<State>,
@@ -67,13 +76,30 @@ pub struct ServerTime {
 
 #[derive(Debug)]
 struct State {
-    /// Milliseconds to add to the local clock.
-    offset_ms: AtomicI64,
     /// Samples further than this (in milliseconds, either way) are ignored.
     max_offset_ms: i64,
-    count: AtomicUsize,
     ignored: AtomicUsize,
+    /// In the order they were first signed for.
+    origins: RwLock<Vec<Arc<OriginTime>>>,
+}
+
+/// What is learned of one origin's clock.
+pub(crate) struct OriginTime {
+    origin: Origin,
+    /// Milliseconds to add to the local clock.
+    offset_ms: AtomicI64,
+    count: AtomicUsize,
     recent: Mutex<VecDeque<i64>>,
+}
+
+impl fmt::Debug for OriginTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OriginTime")
+            .field("origin", &self.origin)
+            .field("offset_ms", &self.offset())
+            .field("samples", &self.count.load(Ordering::Relaxed))
+            .finish()
+    }
 }
 
 impl Default for State {
@@ -85,11 +111,9 @@ impl Default for State {
 impl State {
     fn within(max_offset: Duration) -> State {
         State {
-            offset_ms: AtomicI64::new(0),
             max_offset_ms: i64::try_from(max_offset.as_millis()).unwrap_or(i64::MAX),
-            count: AtomicUsize::new(0),
             ignored: AtomicUsize::new(0),
-            recent: Mutex::new(VecDeque::with_capacity(SAMPLES)),
+            origins: RwLock::new(Vec::new()),
         }
     }
 }
@@ -102,7 +126,7 @@ impl ServerTime {
     }
 
     /// A fresh sync state that ignores samples further than `max_offset` from the local clock,
-    /// so the offset stays within `max_offset` either way.
+    /// so every offset stays within `max_offset` either way.
     ///
     /// # Example
     ///
@@ -135,25 +159,92 @@ impl ServerTime {
     }
 
     /// Milliseconds to add to the local clock to get the server's time (positive: the server is
-    /// ahead). 0 until a response with a `Date` header has been seen.
+    /// ahead), for the first origin the layer signed a request for — with pinned origins, or a
+    /// client that talks to Rampnow only, *the* offset. 0 until a response with a `Date`
+    /// header has been seen. See [`offset_for`](ServerTime::offset_for) for another origin.
     #[must_use]
     pub fn offset(&self) -> i64 {
-        self.state.offset_ms.load(Ordering::Relaxed)
+        self.origins().first().map_or(0, |origin| origin.offset())
     }
 
-    /// How many samples have been taken so far.
+    /// The offset learned for the origin (scheme, host and port) of `uri`, or 0 when nothing
+    /// was learned from it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use rampnow_auth::ServerTime;
+    ///
+    /// let sync = ServerTime::new();
+    /// assert_eq!(sync.offset_for(&"https://api.rampnow.io/x".parse().unwrap()), 0);
+    /// ```
+    #[must_use]
+    pub fn offset_for(&self, uri: &Uri) -> i64 {
+        self.find(uri).map_or(0, |origin| origin.offset())
+    }
+
+    /// How many samples have been taken so far, from every origin.
     #[must_use]
     pub fn samples(&self) -> usize {
-        self.state.count.load(Ordering::Relaxed)
+        self.origins()
+            .iter()
+            .map(|origin| origin.count.load(Ordering::Relaxed))
+            .sum()
     }
 
-    /// `local` corrected by the learned offset.
-    pub(crate) fn correct(&self, local: SystemTime) -> SystemTime {
-        shift(local, self.offset())
+    fn origins(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<OriginTime>>> {
+        // Every update completes or does nothing, so a poisoned lock is still usable.
+        self.state
+            .origins
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Learns from a response: `sent` and `received` are local-clock readings around it.
-    pub(crate) fn observe(&self, headers: &HeaderMap, sent: SystemTime, received: SystemTime) {
+    fn find(&self, uri: &Uri) -> Option<Arc<OriginTime>> {
+        self.origins()
+            .iter()
+            .find(|origin| origin.origin.matches(uri))
+            .cloned()
+    }
+
+    /// What is learned of `uri`'s origin: found, or added while there are fewer than
+    /// [`MAX_ORIGINS`]; `None` past that, or for a URI without a scheme and host.
+    pub(crate) fn origin(&self, uri: &Uri) -> Option<Arc<OriginTime>> {
+        if let Some(found) = self.find(uri) {
+            return Some(found);
+        }
+        let origin = Origin::of(uri.scheme()?, uri.authority()?)?;
+        let mut origins = self
+            .state
+            .origins
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Another request may have added it meanwhile.
+        if let Some(found) = origins.iter().find(|o| o.origin == origin) {
+            return Some(Arc::clone(found));
+        }
+        if origins.len() >= MAX_ORIGINS {
+            return None;
+        }
+        let added = Arc::new(OriginTime {
+            origin,
+            offset_ms: AtomicI64::new(0),
+            count: AtomicUsize::new(0),
+            recent: Mutex::new(VecDeque::with_capacity(SAMPLES)),
+        });
+        origins.push(Arc::clone(&added));
+        Some(added)
+    }
+
+    /// Learns from a response of `origin`: `sent` and `received` are local-clock readings
+    /// around it.
+    pub(crate) fn observe(
+        &self,
+        origin: &OriginTime,
+        headers: &HeaderMap,
+        sent: SystemTime,
+        received: SystemTime,
+    ) {
         if headers.contains_key(AGE) {
             return;
         }
@@ -172,15 +263,22 @@ impl ServerTime {
             self.state.ignored.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        self.record(sample);
+        origin.record(sample);
+    }
+}
+
+impl OriginTime {
+    fn offset(&self) -> i64 {
+        self.offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// `local` corrected by this origin's offset.
+    pub(crate) fn correct(&self, local: SystemTime) -> SystemTime {
+        shift(local, self.offset())
     }
 
     fn record(&self, sample: i64) {
-        let mut recent = self
-            .state
-            .recent
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         if recent.len() == SAMPLES {
             recent.pop_front();
         }
@@ -198,8 +296,8 @@ impl ServerTime {
         } else {
             sorted[n / 2 - 1].midpoint(sorted[n / 2])
         };
-        self.state.offset_ms.store(median, Ordering::Relaxed);
-        self.state.count.fetch_add(1, Ordering::Relaxed);
+        self.offset_ms.store(median, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -233,6 +331,26 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(secs)
     }
 
+    fn rampnow() -> Uri {
+        "https://api.rampnow.io/api/x".parse().unwrap()
+    }
+
+    /// The tests below learn from, and sign for, one origin.
+    impl ServerTime {
+        fn see(&self, headers: &HeaderMap, sent: SystemTime, received: SystemTime) {
+            let origin = self.origin(&rampnow()).unwrap();
+            self.observe(&origin, headers, sent, received);
+        }
+
+        fn correct(&self, local: SystemTime) -> SystemTime {
+            self.origin(&rampnow()).unwrap().correct(local)
+        }
+
+        fn record(&self, sample: i64) {
+            self.origin(&rampnow()).unwrap().record(sample);
+        }
+    }
+
     fn date(secs: u64) -> HeaderMap {
         let mut headers = HeaderMap::new();
         let text = httpdate::fmt_http_date(at(secs));
@@ -244,7 +362,7 @@ mod tests {
     fn learns_a_server_ahead_from_the_midpoint() {
         let sync = ServerTime::new();
         // Sent at 1000.0, received at 1002.0 (midpoint 1001.0); server said 1301 (+0.5).
-        sync.observe(&date(1_301), at(1_000), at(1_002));
+        sync.see(&date(1_301), at(1_000), at(1_002));
         assert_eq!(sync.offset(), 300_500);
         assert_eq!(sync.samples(), 1);
         assert_eq!(
@@ -256,7 +374,7 @@ mod tests {
     #[test]
     fn learns_a_server_behind() {
         let sync = ServerTime::new();
-        sync.observe(&date(900), at(1_000), at(1_000));
+        sync.see(&date(900), at(1_000), at(1_000));
         assert_eq!(sync.offset(), -99_500);
         assert_eq!(
             sync.correct(at(1_000)),
@@ -269,11 +387,11 @@ mod tests {
         let sync = ServerTime::new();
         let mut cached = date(5_000);
         cached.insert(AGE, HeaderValue::from_static("30"));
-        sync.observe(&cached, at(1_000), at(1_000));
-        sync.observe(&HeaderMap::new(), at(1_000), at(1_000));
+        sync.see(&cached, at(1_000), at(1_000));
+        sync.see(&HeaderMap::new(), at(1_000), at(1_000));
         let mut garbage = HeaderMap::new();
         garbage.insert(DATE, HeaderValue::from_static("yesterday"));
-        sync.observe(&garbage, at(1_000), at(1_000));
+        sync.see(&garbage, at(1_000), at(1_000));
         assert_eq!(sync.samples(), 0);
         assert_eq!(sync.offset(), 0);
     }
@@ -282,9 +400,9 @@ mod tests {
     fn one_outlier_does_not_swing_the_median() {
         let sync = ServerTime::new();
         for _ in 0..4 {
-            sync.observe(&date(1_010), at(1_000), at(1_000));
+            sync.see(&date(1_010), at(1_000), at(1_000));
         }
-        sync.observe(&date(3_000), at(1_000), at(1_000));
+        sync.see(&date(3_000), at(1_000), at(1_000));
         assert_eq!(sync.offset(), 10_500);
         assert_eq!(sync.samples(), 5);
     }
@@ -307,10 +425,10 @@ mod tests {
     fn old_samples_leave_the_window() {
         let sync = ServerTime::new();
         for _ in 0..SAMPLES {
-            sync.observe(&date(1_010), at(1_000), at(1_000));
+            sync.see(&date(1_010), at(1_000), at(1_000));
         }
         for _ in 0..SAMPLES {
-            sync.observe(&date(1_100), at(1_000), at(1_000));
+            sync.see(&date(1_100), at(1_000), at(1_000));
         }
         assert_eq!(sync.offset(), 100_500);
     }
@@ -323,7 +441,7 @@ mod tests {
                 let sync = sync.clone();
                 std::thread::spawn(move || {
                     for _ in 0..100 {
-                        sync.observe(&date(1_060), at(1_000), at(1_000));
+                        sync.see(&date(1_060), at(1_000), at(1_000));
                     }
                 })
             })
@@ -343,18 +461,18 @@ mod tests {
         let year_2100 = 4_102_444_800;
         let now = 1_764_288_000;
         for _ in 0..5 {
-            sync.observe(&date(year_2100), at(now), at(now));
-            sync.observe(&date(315_532_800), at(now), at(now));
+            sync.see(&date(year_2100), at(now), at(now));
+            sync.see(&date(315_532_800), at(now), at(now));
         }
         assert_eq!(sync.offset(), 0);
         assert_eq!(sync.samples(), 0);
         assert_eq!(sync.ignored(), 10);
         // Just inside the bound (an hour less 0.5 s, plus the +0.5 s of whole seconds) counts.
-        sync.observe(&date(now + 3_599), at(now), at(now));
+        sync.see(&date(now + 3_599), at(now), at(now));
         assert_eq!(sync.offset(), 3_599_500);
         // Just outside, either way, does not.
-        sync.observe(&date(now + 3_600), at(now), at(now));
-        sync.observe(&date(now - 3_601), at(now), at(now));
+        sync.see(&date(now + 3_600), at(now), at(now));
+        sync.see(&date(now - 3_601), at(now), at(now));
         assert_eq!((sync.samples(), sync.ignored()), (1, 12));
         assert_eq!(sync.offset(), 3_599_500);
     }
@@ -362,13 +480,60 @@ mod tests {
     #[test]
     fn the_bound_can_be_set() {
         let sync = ServerTime::within(Duration::from_secs(10));
-        sync.observe(&date(1_011), at(1_000), at(1_000));
+        sync.see(&date(1_011), at(1_000), at(1_000));
         assert_eq!((sync.offset(), sync.ignored()), (0, 1));
-        sync.observe(&date(1_009), at(1_000), at(1_000));
+        sync.see(&date(1_009), at(1_000), at(1_000));
         assert_eq!(sync.offset(), 9_500);
         let wide = ServerTime::within(Duration::MAX);
-        wide.observe(&date(4_102_444_800), at(1_000), at(1_000));
+        wide.see(&date(4_102_444_800), at(1_000), at(1_000));
         assert_eq!(wide.samples(), 1);
+    }
+
+    #[test]
+    fn each_origin_has_its_own_offset() {
+        let sync = ServerTime::new();
+        let other: Uri = "https://other.example/".parse().unwrap();
+        let hostile = sync.origin(&other).unwrap();
+        // Another host, 50 minutes ahead, answers first and often.
+        for _ in 0..8 {
+            sync.observe(&hostile, &date(1_000 + 3_000), at(1_000), at(1_000));
+        }
+        assert_eq!(sync.offset_for(&other), 3_000_500);
+        // Rampnow's requests are signed with the local clock until Rampnow answers...
+        assert_eq!(sync.correct(at(1_000)), at(1_000));
+        assert_eq!(sync.offset_for(&rampnow()), 0);
+        sync.see(&date(1_002), at(1_000), at(1_000));
+        // ...then with Rampnow's own offset.
+        assert_eq!(sync.offset_for(&rampnow()), 2_500);
+        assert_eq!(
+            sync.correct(at(1_000)),
+            at(1_002) + Duration::from_millis(500)
+        );
+        // The same origin however the URI writes it; another port is another origin.
+        let same: Uri = "https://API.RAMPNOW.IO:443/other?q=1".parse().unwrap();
+        assert_eq!(sync.offset_for(&same), 2_500);
+        let port: Uri = "https://api.rampnow.io:8443/".parse().unwrap();
+        assert_eq!(sync.offset_for(&port), 0);
+        // `offset` is the first origin's: here the other host's.
+        assert_eq!(sync.offset(), 3_000_500);
+        assert_eq!(sync.samples(), 9);
+    }
+
+    #[test]
+    fn at_most_max_origins_are_learned() {
+        let sync = ServerTime::new();
+        for n in 0..MAX_ORIGINS {
+            let uri: Uri = format!("https://h{n}.example/").parse().unwrap();
+            assert!(sync.origin(&uri).is_some());
+        }
+        let one_more: Uri = "https://more.example/".parse().unwrap();
+        assert!(sync.origin(&one_more).is_none());
+        // A known one is still found.
+        assert!(sync
+            .origin(&"https://h0.example/x".parse().unwrap())
+            .is_some());
+        // A URI without an origin has none.
+        assert!(sync.origin(&"/relative".parse().unwrap()).is_none());
     }
 
     #[test]

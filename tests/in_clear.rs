@@ -202,3 +202,48 @@ async fn a_request_the_layer_refused_teaches_nothing() {
     assert_eq!((server_time.samples(), server_time.ignored()), (0, 0));
     assert_eq!(server_time.offset(), 0);
 }
+
+#[tokio::test]
+async fn another_hosts_date_within_the_bound_does_not_move_rampnows_clock() {
+    // One shared, unpinned layer. Another host answers 50 minutes ahead (inside the one-hour
+    // bound), eight times: Rampnow's requests are still signed with Rampnow's time.
+    let layer = RampnowAuthLayer::new(credentials()).sync_server_time();
+    let verifier =
+        RampnowVerifyLayer::new(credentials()).layer(service_fn(|_: Request<SignedBody>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+        }));
+    let transport = service_fn(move |request: Request<SignedBody>| {
+        let verifier = verifier.clone();
+        async move {
+            if request.uri().host() == Some("other.example") {
+                let mut response = Response::new(Full::new(Bytes::new()));
+                let ahead = SystemTime::now() + Duration::from_secs(50 * 60);
+                response.headers_mut().insert(DATE, dated(ahead));
+                *response.status_mut() = StatusCode::UNAUTHORIZED;
+                return Ok::<_, Infallible>(response);
+            }
+            let mut response = verifier.oneshot(request).await?;
+            response
+                .headers_mut()
+                .insert(DATE, dated(SystemTime::now()));
+            Ok(response)
+        }
+    });
+    let client = layer.clone().layer(transport);
+    for _ in 0..8 {
+        let request = Request::get("https://other.example/")
+            .body(SignedBody::empty())
+            .unwrap();
+        client.clone().oneshot(request).await.unwrap();
+    }
+    let server_time = layer.server_time().unwrap();
+    let other: http::Uri = "https://other.example/".parse().unwrap();
+    assert!(server_time.offset_for(&other) > 2_900_000);
+    let rampnow: http::Uri = "https://api.rampnow.io/api/x".parse().unwrap();
+    let request = Request::get(rampnow.clone())
+        .body(SignedBody::empty())
+        .unwrap();
+    let response = client.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(server_time.offset_for(&rampnow).abs() < 60_000);
+}

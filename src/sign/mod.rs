@@ -95,7 +95,7 @@ use crate::error::{Error, ErrorKind};
 use crate::headers::{HeaderNames, Preset};
 use crate::receipt::{Seed, SignaturePrefix, SigningReceipt};
 use crate::signer::{sign_parts, Signature, SIGNATURE_HEX_LEN};
-use crate::sync::ServerTime;
+use crate::sync::{OriginTime, ServerTime};
 
 /// The default [`max_body_size`](RampnowAuthLayer::max_body_size): 10 MiB.
 pub const DEFAULT_MAX_BODY_SIZE: usize = 10 * 1024 * 1024;
@@ -175,7 +175,7 @@ impl Origin {
         }
     }
 
-    fn of(scheme: &Scheme, authority: &Authority) -> Option<Origin> {
+    pub(crate) fn of(scheme: &Scheme, authority: &Authority) -> Option<Origin> {
         let port = port_of(scheme, authority)?;
         Some(Origin {
             scheme: scheme.clone(),
@@ -184,7 +184,7 @@ impl Origin {
         })
     }
 
-    fn matches(&self, uri: &Uri) -> bool {
+    pub(crate) fn matches(&self, uri: &Uri) -> bool {
         match (uri.scheme(), uri.authority()) {
             (Some(scheme), Some(authority)) => {
                 *scheme == self.scheme
@@ -224,6 +224,8 @@ pub(crate) struct Config {
 pub(crate) struct Sent {
     /// The local clock when the request was signed, for server-time sync.
     pub(crate) at: SystemTime,
+    /// What server-time sync learns of the request's origin, when it is on.
+    pub(crate) origin_time: Option<Arc<OriginTime>>,
     pub(crate) seed: Seed,
 }
 
@@ -295,10 +297,11 @@ impl Config {
         body: &Bytes,
     ) -> Result<Sent, Error> {
         let at = self.clock.now();
-        let now = match &self.server_time {
-            Some(server_time) => server_time.correct(at),
-            None => at,
-        };
+        let origin_time = self
+            .server_time
+            .as_ref()
+            .and_then(|server_time| server_time.origin(uri));
+        let now = origin_time.as_ref().map_or(at, |origin| origin.correct(at));
         let timestamp_secs = unix_seconds(now)?;
         let mut digits = itoa::Buffer::new();
         let digits = digits.format(timestamp_secs);
@@ -339,6 +342,7 @@ impl Config {
         }
         let sent = Sent {
             at,
+            origin_time,
             seed: Seed {
                 timestamp: timestamp_secs,
                 method: method.clone(),
@@ -366,8 +370,8 @@ impl Config {
         headers: &HeaderMap,
         sent: &Sent,
     ) -> Option<SigningReceipt> {
-        if let Some(server_time) = &self.server_time {
-            server_time.observe(headers, sent.at, self.clock.now());
+        if let (Some(server_time), Some(origin)) = (&self.server_time, &sent.origin_time) {
+            server_time.observe(origin, headers, sent.at, self.clock.now());
         }
         (status == StatusCode::UNAUTHORIZED).then(|| sent.seed.to_receipt(&self.names))
     }
