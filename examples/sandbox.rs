@@ -39,6 +39,7 @@ usage: cargo run --example sandbox -- [options]
   --max-connections N serve at most N connections at once; more wait (default 256)
   --max-request-head-bytes N
                       answer 431 to a larger request head (default 65536)
+  --max-body-size N   answer 413 to a larger request body (default 1048576)
   --body-read-timeout SECS
                       answer 408 to a request body that takes longer to arrive
                       whole (default 30)
@@ -55,6 +56,7 @@ struct Args {
     max_connections: usize,
     max_request_head_bytes: usize,
     body_read_timeout: Duration,
+    max_body_size: usize,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -69,6 +71,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         max_connections: DEFAULT_MAX_CONNECTIONS,
         max_request_head_bytes: DEFAULT_MAX_REQUEST_HEAD_BYTES,
         body_read_timeout: rampnow_auth::verify::DEFAULT_BODY_READ_TIMEOUT,
+        max_body_size: rampnow_auth::sandbox::DEFAULT_MAX_BODY_SIZE,
     };
     let mut argv = std::env::args().skip(1);
     while let Some(arg) = argv.next() {
@@ -111,6 +114,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--max-connections" => args.max_connections = count(&flag, &value()?)?,
             "--max-request-head-bytes" => args.max_request_head_bytes = count(&flag, &value()?)?,
             "--body-read-timeout" => args.body_read_timeout = seconds(&flag, &value()?)?,
+            "--max-body-size" => args.max_body_size = count(&flag, &value()?)?,
             _ => return Err(format!("unknown option {arg:?}")),
         }
     }
@@ -182,6 +186,7 @@ async fn main() -> ExitCode {
         .clock_skew_secs(args.clock_skew)
         .header_read_timeout(args.header_read_timeout)
         .body_read_timeout(args.body_read_timeout)
+        .max_body_size(args.max_body_size)
         .tls_handshake_timeout(args.tls_handshake_timeout)
         .max_connections(args.max_connections)
         .max_request_head_bytes(args.max_request_head_bytes)

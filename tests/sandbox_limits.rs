@@ -339,3 +339,29 @@ async fn a_trickling_body_is_answered_408_and_the_connection_closed() {
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].status, http::StatusCode::REQUEST_TIMEOUT);
 }
+
+#[tokio::test]
+async fn a_body_over_the_sandboxs_limit_is_refused_before_it_is_read() {
+    let sandbox = start(quiet()).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nrn-api-key: {key}\r\n\
+         rn-access-timestamp: {now}\r\nrn-access-sign: {sign}\r\ncontent-length: {len}\r\n\r\n",
+        path = rampnow_auth::sandbox::QUOTE_PATH,
+        key = rampnow_auth::sandbox::SANDBOX_API_KEY,
+        sign = "0".repeat(64),
+        len = rampnow_auth::sandbox::DEFAULT_MAX_BODY_SIZE + 1,
+    );
+    let mut stream = stalled(&sandbox, head.as_bytes()).await;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(BOUND, stream.read(&mut buf))
+        .await
+        .expect("answered without the body")
+        .expect("reads");
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("body_too_large"), "{answer}");
+}

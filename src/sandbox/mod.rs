@@ -50,14 +50,21 @@
 //! | Size of a request head (request line and headers) | [`DEFAULT_MAX_REQUEST_HEAD_BYTES`] | [`max_request_head_bytes`](SandboxBuilder::max_request_head_bytes) |
 //! | Connections open at once | [`DEFAULT_MAX_CONNECTIONS`] | [`max_connections`](SandboxBuilder::max_connections) |
 //! | The whole request body, from the verifier's first wait for it (answered `408`) | [`DEFAULT_BODY_READ_TIMEOUT`](crate::verify::DEFAULT_BODY_READ_TIMEOUT) | [`body_read_timeout`](SandboxBuilder::body_read_timeout) |
+//! | Size of a request body (answered `413`) | [`DEFAULT_MAX_BODY_SIZE`] | [`max_body_size`](SandboxBuilder::max_body_size) |
 //!
 //! A connection that misses the TLS or head timeout is closed without an answer; a body that
 //! misses its deadline is answered `408 Request Timeout` (`body_timeout`) and the connection
-//! closed; a head that is too large is
-//! answered `431` and the connection closed; past the connection cap the sandbox stops
-//! accepting (clients wait in the kernel's queue) until a connection closes. A request body is
-//! bounded by the verifier ([`RampnowVerifyLayer::max_body_size`], 10 MiB by default), and at
-//! most 100 headers are read (hyper's default). Following each request line to refuse a fragment
+//! closed; a head that is too large is answered `431` and the connection closed; past the
+//! connection cap the sandbox stops accepting (clients wait in the kernel's queue) until a
+//! connection closes. At most 100 headers are read (hyper's default). So the most a client can
+//! make the sandbox hold is about [`DEFAULT_MAX_BODY_SIZE`] plus the head limit per connection,
+//! for at most the body deadline, on [`DEFAULT_MAX_CONNECTIONS`] connections (about 272 MiB
+//! with the defaults).
+//!
+//! What the limits do not stop: a client that keeps a connection busy with a request at least
+//! every header-read timeout holds its slot for as long as it keeps that up, like any client of
+//! a server with a connection cap; 256 such connections hold every slot. The sandbox listens
+//! on loopback by default, so such a client is a program on your own machine. Following each request line to refuse a fragment
 //! (see above) holds at most one head line and a short queue per connection. [`Sandbox::log`] is
 //! bounded in entries and in
 //! bytes ([`LOG_CAPACITY`], [`LOG_MAX_BYTES`], [`LOG_TARGET_MAX_BYTES`]).
@@ -207,6 +214,11 @@ const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024 * 1024;
 /// hyper's smallest read buffer (`max_buf_size` panics below it).
 const MIN_READ_BUFFER: usize = 8 * 1024;
 
+/// The default [`max_body_size`](SandboxBuilder::max_body_size): 1 MiB. A Rampnow request body
+/// is a small JSON document; the verifier's own default (10 MiB) would let each of the
+/// sandbox's connections make it hold ten times more.
+pub const DEFAULT_MAX_BODY_SIZE: usize = 1024 * 1024;
+
 /// The quote route: `GET` with query parameters, or `POST` with a JSON body.
 pub const QUOTE_PATH: &str = "/api/partner/v1/ext/ramp_order/quote";
 
@@ -264,6 +276,7 @@ struct Limits {
     max_connections: usize,
     max_request_head_bytes: usize,
     body_read_timeout: Duration,
+    max_body_size: usize,
 }
 
 /// The largest clock skew accepted: ten years, far beyond any test's need.
@@ -284,6 +297,7 @@ impl SandboxBuilder {
                 max_connections: DEFAULT_MAX_CONNECTIONS,
                 max_request_head_bytes: DEFAULT_MAX_REQUEST_HEAD_BYTES,
                 body_read_timeout: crate::verify::DEFAULT_BODY_READ_TIMEOUT,
+                max_body_size: DEFAULT_MAX_BODY_SIZE,
             },
         }
     }
@@ -430,6 +444,14 @@ impl SandboxBuilder {
         self
     }
 
+    /// Refuses a request body larger than `bytes` with `413` (`body_too_large`; default
+    /// [`DEFAULT_MAX_BODY_SIZE`], 1 MiB). It is the verifier's
+    /// [`max_body_size`](crate::verify::RampnowVerifyLayer::max_body_size).
+    pub fn max_body_size(mut self, bytes: usize) -> SandboxBuilder {
+        self.limits.max_body_size = bytes;
+        self
+    }
+
     /// Makes a certificate, binds the address and starts serving on the current Tokio runtime,
     /// in the background, until the [`Sandbox`] is dropped or [shut down](Sandbox::shutdown).
     ///
@@ -482,7 +504,8 @@ impl SandboxBuilder {
         });
         let mut verify = RampnowVerifyLayer::new(credentials.clone())
             .with_clock(clock.clone())
-            .body_read_timeout(self.limits.body_read_timeout);
+            .body_read_timeout(self.limits.body_read_timeout)
+            .max_body_size(self.limits.max_body_size);
         if let Some(capacity) = self.replay_capacity {
             verify = verify.reject_replays(capacity);
         }
