@@ -39,6 +39,10 @@ type Sig = [u8; SIGNATURE_LEN];
 /// method itself stays synchronous and object safe, so stores are plain `Arc<dyn
 /// ReplayStore>`s, with no `async-trait` dependency.
 ///
+/// The verifier waits for the answer as long as it takes: a networked store must bound its own
+/// wait (connection and response timeouts) and answer [`Full`] when it cannot reach its server
+/// in time, so that an unreachable store refuses requests rather than holds them.
+///
 /// # Example
 ///
 /// A store that counts the questions and forwards them to the memory store:
