@@ -238,8 +238,6 @@ impl RampnowAuthLayer {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let layer = RampnowAuthLayer::new(Credentials::new("ak_live_3f9a1c", "pk_live_secret")?)
     ///     .pin_origins(["https://api.rampnow.io"])?;
-    /// # // reqwest here is built without a crypto provider of its own (a dev-dependency choice).
-    /// # let _ = rustls::crypto::ring::default_provider().install_default();
     /// let client = layer.reqwest_client(reqwest::Client::builder())?;
     /// // client.post("https://api.rampnow.io/api/partner/v1/...").body(..).send().await
     /// # let _ = client; Ok(()) }

@@ -31,9 +31,9 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use rampnow_auth::sandbox::{Sandbox, QUOTE_PATH, SANDBOX_API_KEY};
 use rampnow_auth::verify::RejectionKind;
 use rampnow_auth::{Credentials, HeaderNames, RampnowAuthLayer, SignedBody};
+use rampnow_sandbox::{Sandbox, QUOTE_PATH, SANDBOX_API_KEY};
 use tower::retry::Policy;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 
@@ -268,7 +268,7 @@ async fn run_live() -> Result<bool, BoxError> {
         format!("RAMPNOW_BASE_URL {base:?} does not make a valid URL ({error}); set it to https://api.rampnow.io or unset it")
     })?;
     // Mozilla's root certificates, and the ring provider (not a process-wide default).
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let transport = transport(
         HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(provider)?

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::QUOTE_PATH;
-use crate::SignedBody;
+use rampnow_auth::SignedBody;
 
 /// The routes behind the verifier.
 pub(super) async fn route(

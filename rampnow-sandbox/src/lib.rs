@@ -1,12 +1,18 @@
 //! A local Rampnow sandbox: an HTTPS server on your machine that checks signatures as Rampnow
 //! does and answers quotes shaped like Rampnow's.
 //!
-//! [`Sandbox`] (feature `sandbox`) serves HTTPS with a certificate it makes when it starts, and
-//! puts [`RampnowVerifyLayer`] in front of every request: a request reaches the routes only if
-//! its signature verifies, and a refused one gets the verifier's JSON answer
+//! [`Sandbox`] serves HTTPS with a certificate it makes when it starts, and puts
+//! [`RampnowVerifyLayer`] (from [`rampnow_auth`]) in front of every request: a request reaches
+//! the routes only if its signature verifies, and a refused one gets the verifier's JSON answer
 //! (`{"error": "signature_mismatch", "reason": "..."}`, status 401). Use it to try a client
-//! without a Rampnow account, in tests, and in examples (`cargo run --example sandbox` runs one
-//! on `127.0.0.1:8443`).
+//! without a Rampnow account: from Rust tests as a library (a dev-dependency), or from any
+//! language as a program — `cargo install rampnow-sandbox`, then `rampnow-sandbox` serves on
+//! `127.0.0.1:8443` until Ctrl-C (see [`cli`]).
+//!
+//! TLS is rustls with its default provider, aws-lc-rs, and no other: a test crate whose own
+//! rustls, hyper-rustls or reqwest are on their defaults uses the same one, so
+//! `rustls::ClientConfig::builder()` and hyper-rustls' `with_webpki_roots()` keep working
+//! beside the sandbox.
 //!
 //! What it serves, behind the verifier:
 //!
@@ -27,8 +33,8 @@
 //!   requests the verifier saw.
 //!
 //! By default the sandbox accepts the documented, public [`SANDBOX_API_KEY`] and
-//! [`SANDBOX_API_SECRET`] under either header set ([`HeaderNames::RN`](crate::HeaderNames::RN)
-//! or [`HeaderNames::X_RAMPNOW`](crate::HeaderNames::X_RAMPNOW)), uses the system clock with
+//! [`SANDBOX_API_SECRET`] under either header set ([`HeaderNames::RN`](rampnow_auth::HeaderNames::RN)
+//! or [`HeaderNames::X_RAMPNOW`](rampnow_auth::HeaderNames::X_RAMPNOW)), uses the system clock with
 //! Rampnow's 60 s tolerance, and refuses replayed signatures (remembering up to
 //! [`DEFAULT_REPLAY_CAPACITY`] live signatures, half of them at most for one key; when that is
 //! full it answers `503` with `Retry-After` rather than forget one). Timestamps are whole seconds, so two identical requests signed
@@ -49,7 +55,7 @@
 //! | Each request head, *and* the idle wait before it on a kept-alive connection | [`DEFAULT_HEADER_READ_TIMEOUT`] | [`header_read_timeout`](SandboxBuilder::header_read_timeout) |
 //! | Size of a request head (request line and headers) | [`DEFAULT_MAX_REQUEST_HEAD_BYTES`] | [`max_request_head_bytes`](SandboxBuilder::max_request_head_bytes) |
 //! | Connections open at once | [`DEFAULT_MAX_CONNECTIONS`] | [`max_connections`](SandboxBuilder::max_connections) |
-//! | The whole request body, from the verifier's first wait for it (answered `408`) | [`DEFAULT_BODY_READ_TIMEOUT`](crate::verify::DEFAULT_BODY_READ_TIMEOUT) | [`body_read_timeout`](SandboxBuilder::body_read_timeout) |
+//! | The whole request body, from the verifier's first wait for it (answered `408`) | [`DEFAULT_BODY_READ_TIMEOUT`](rampnow_auth::verify::DEFAULT_BODY_READ_TIMEOUT) | [`body_read_timeout`](SandboxBuilder::body_read_timeout) |
 //! | Size of a request body (answered `413`) | [`DEFAULT_MAX_BODY_SIZE`] | [`max_body_size`](SandboxBuilder::max_body_size) |
 //!
 //! A connection that misses the TLS or head timeout is closed without an answer; a body that
@@ -76,7 +82,7 @@
 //! use http_body_util::BodyExt;
 //! use hyper_util::client::legacy::Client;
 //! use hyper_util::rt::TokioExecutor;
-//! use rampnow_auth::sandbox::{Sandbox, QUOTE_PATH};
+//! use rampnow_sandbox::{Sandbox, QUOTE_PATH};
 //! use rampnow_auth::{RampnowAuthLayer, SignedBody};
 //! use tower::{Layer, ServiceExt};
 //!
@@ -102,6 +108,10 @@
 //! assert!(sandbox.log()[0].rejection.is_none()); // the signature verified
 //! # Ok(()) }
 //! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -130,11 +140,12 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 use tower::{service_fn, Layer, ServiceExt};
 
-use crate::clock::{Clock, SystemClock};
-use crate::credentials::Credentials;
-use crate::verify::{RampnowVerifyLayer, Rejection};
+use rampnow_auth::verify::{RampnowVerifyLayer, Rejection};
+use rampnow_auth::Credentials;
+use rampnow_auth::{Clock, SystemClock};
 use targets::{Refusal, TargetTracker, Targets};
 
+pub mod cli;
 mod routes;
 mod targets;
 
@@ -227,7 +238,7 @@ pub const QUOTE_PATH: &str = "/api/partner/v1/ext/ramp_order/quote";
 /// # Example
 ///
 /// ```
-/// use rampnow_auth::sandbox::{sandbox_credentials, SANDBOX_API_KEY};
+/// use rampnow_sandbox::{sandbox_credentials, SANDBOX_API_KEY};
 ///
 /// assert_eq!(sandbox_credentials().api_key(), SANDBOX_API_KEY);
 /// ```
@@ -243,7 +254,7 @@ pub fn sandbox_credentials() -> Credentials {
 /// # Example
 ///
 /// ```
-/// use rampnow_auth::sandbox::Sandbox;
+/// use rampnow_sandbox::Sandbox;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> std::io::Result<()> {
@@ -296,7 +307,7 @@ impl SandboxBuilder {
                 tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
                 max_connections: DEFAULT_MAX_CONNECTIONS,
                 max_request_head_bytes: DEFAULT_MAX_REQUEST_HEAD_BYTES,
-                body_read_timeout: crate::verify::DEFAULT_BODY_READ_TIMEOUT,
+                body_read_timeout: rampnow_auth::verify::DEFAULT_BODY_READ_TIMEOUT,
                 max_body_size: DEFAULT_MAX_BODY_SIZE,
             },
         }
@@ -334,7 +345,7 @@ impl SandboxBuilder {
 
     /// Refuses a signature seen before, remembering at most `capacity` of them (default: on,
     /// with [`DEFAULT_REPLAY_CAPACITY`]). See
-    /// [`RampnowVerifyLayer::reject_replays`](crate::verify::RampnowVerifyLayer::reject_replays).
+    /// [`RampnowVerifyLayer::reject_replays`](rampnow_auth::verify::RampnowVerifyLayer::reject_replays).
     pub fn reject_replays(mut self, capacity: usize) -> SandboxBuilder {
         self.replay_capacity = Some(capacity);
         self
@@ -367,7 +378,7 @@ impl SandboxBuilder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use rampnow_auth::sandbox::Sandbox;
+    /// use rampnow_sandbox::Sandbox;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> std::io::Result<()> {
@@ -419,15 +430,15 @@ impl SandboxBuilder {
     /// Answers `408 Request Timeout` (`{"error": "body_timeout", ...}`) and closes the
     /// connection when a request body has not arrived whole within `timeout` of the verifier's
     /// first wait for it (default
-    /// [`DEFAULT_BODY_READ_TIMEOUT`](crate::verify::DEFAULT_BODY_READ_TIMEOUT), 30 s; at most one
+    /// [`DEFAULT_BODY_READ_TIMEOUT`](rampnow_auth::verify::DEFAULT_BODY_READ_TIMEOUT), 30 s; at most one
     /// day): a body trickling one byte at a time cannot hold a connection open. It is the
-    /// verifier's [`body_read_timeout`](crate::verify::RampnowVerifyLayer::body_read_timeout).
+    /// verifier's [`body_read_timeout`](rampnow_auth::verify::RampnowVerifyLayer::body_read_timeout).
     ///
     /// # Example
     ///
     /// ```
     /// use std::time::Duration;
-    /// use rampnow_auth::sandbox::Sandbox;
+    /// use rampnow_sandbox::Sandbox;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> std::io::Result<()> {
@@ -446,7 +457,7 @@ impl SandboxBuilder {
 
     /// Refuses a request body larger than `bytes` with `413` (`body_too_large`; default
     /// [`DEFAULT_MAX_BODY_SIZE`], 1 MiB). It is the verifier's
-    /// [`max_body_size`](crate::verify::RampnowVerifyLayer::max_body_size).
+    /// [`max_body_size`](rampnow_auth::verify::RampnowVerifyLayer::max_body_size).
     pub fn max_body_size(mut self, bytes: usize) -> SandboxBuilder {
         self.limits.max_body_size = bytes;
         self
@@ -699,7 +710,7 @@ impl Sandbox {
         &self.ca_cert_der
     }
 
-    /// A rustls client configuration (with the `ring` provider) that trusts only the sandbox's
+    /// A rustls client configuration (with rustls' default provider, `aws-lc-rs`) that trusts only the sandbox's
     /// certificate: give it to `hyper_rustls::HttpsConnectorBuilder::with_tls_config` or
     /// `tokio_rustls::TlsConnector`.
     #[must_use]
@@ -878,8 +889,15 @@ struct SkewedClock {
 
 impl Clock for SkewedClock {
     fn now(&self) -> SystemTime {
-        // At most ten years (checked at start), so the milliseconds cannot overflow.
-        crate::sync::shift(self.base.now(), self.skew_secs.saturating_mul(1_000))
+        // At most ten years (checked at start); unchanged if it would leave `SystemTime`'s range.
+        let now = self.base.now();
+        let by = Duration::from_secs(self.skew_secs.unsigned_abs());
+        let skewed = if self.skew_secs >= 0 {
+            now.checked_add(by)
+        } else {
+            now.checked_sub(by)
+        };
+        skewed.unwrap_or(now)
     }
 }
 
@@ -918,7 +936,7 @@ impl Tls {
         server_params.use_authority_key_identifier_extension = true;
         let server_cert = server_params.signed_by(&server_key, &ca)?;
 
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der()));
         let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?

@@ -15,8 +15,8 @@
 
 use std::process::ExitCode;
 
-use rampnow_auth::sandbox::{Sandbox, QUOTE_PATH};
 use rampnow_auth::{RampnowAuthLayer, SigningReceipt};
+use rampnow_sandbox::{Sandbox, QUOTE_PATH};
 use reqwest::StatusCode;
 use reqwest_middleware::{ClientBuilder, RequestBuilder};
 

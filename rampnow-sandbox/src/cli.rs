@@ -1,9 +1,9 @@
-//! Runs a local Rampnow sandbox until Ctrl-C: an HTTPS server that verifies Rampnow signatures
-//! and answers `GET`/`POST /api/partner/v1/ext/ramp_order/quote`, to point any client at.
+//! The `rampnow-sandbox` command line: [`run`] is what the binary (and the repository's
+//! `cargo run --example sandbox`) runs.
 //!
 //! ```text
-//! cargo run --example sandbox
-//! cargo run --example sandbox -- --addr 127.0.0.1:9443 --cert-out ca.pem --clock-skew 300
+//! rampnow-sandbox
+//! rampnow-sandbox --addr 127.0.0.1:9443 --cert-out ca.pem --clock-skew 300
 //! ```
 //!
 //! Credentials: `--api-key` and `--api-secret`, else `RAMPNOW_API_KEY` and `RAMPNOW_API_SECRET`,
@@ -16,14 +16,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use rampnow_auth::sandbox::{
+use crate::{
     Sandbox, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_REQUEST_HEAD_BYTES,
     DEFAULT_TLS_HANDSHAKE_TIMEOUT, QUOTE_PATH, SANDBOX_API_SECRET,
 };
 use rampnow_auth::{Credentials, API_KEY_ENV, API_SECRET_ENV};
 
 const USAGE: &str = "\
-usage: cargo run --example sandbox -- [options]
+usage: rampnow-sandbox [options]
+       (from a checkout: cargo run --example sandbox -- [options])
 
   --addr ADDR         listen on ADDR (default 127.0.0.1:8443; port 0 picks a free one)
   --api-key KEY       accept this API key (default: $RAMPNOW_API_KEY, else the sandbox key)
@@ -59,7 +60,7 @@ struct Args {
     max_body_size: usize,
 }
 
-fn parse_args() -> Result<Option<Args>, String> {
+fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>, String> {
     let mut args = Args {
         addr: SocketAddr::from(([127, 0, 0, 1], 8443)),
         api_key: None,
@@ -71,9 +72,9 @@ fn parse_args() -> Result<Option<Args>, String> {
         max_connections: DEFAULT_MAX_CONNECTIONS,
         max_request_head_bytes: DEFAULT_MAX_REQUEST_HEAD_BYTES,
         body_read_timeout: rampnow_auth::verify::DEFAULT_BODY_READ_TIMEOUT,
-        max_body_size: rampnow_auth::sandbox::DEFAULT_MAX_BODY_SIZE,
+        max_body_size: crate::DEFAULT_MAX_BODY_SIZE,
     };
-    let mut argv = std::env::args().skip(1);
+    let mut argv = argv.into_iter();
     while let Some(arg) = argv.next() {
         // Both `--flag value` and `--flag=value`.
         let (flag, inline) = match arg.split_once('=') {
@@ -146,7 +147,7 @@ fn credentials(args: &mut Args) -> Result<(Credentials, bool), String> {
     let key = args.api_key.take().or_else(|| from_env(API_KEY_ENV));
     let secret = args.api_secret.take().or_else(|| from_env(API_SECRET_ENV));
     match (key, secret) {
-        (None, None) => Ok((rampnow_auth::sandbox::sandbox_credentials(), true)),
+        (None, None) => Ok((crate::sandbox_credentials(), true)),
         (Some(key), Some(secret)) => Credentials::new(key, secret)
             .map(|c| (c, false))
             .map_err(|e| e.to_string()),
@@ -159,9 +160,22 @@ fn credentials(args: &mut Args) -> Result<(Credentials, bool), String> {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let mut args = match parse_args() {
+/// Runs the `rampnow-sandbox` command with these arguments (without the program name): parses
+/// the options, starts a [`Sandbox`](crate::Sandbox), writes its CA certificate, prints its URL,
+/// credentials and a `curl` command, and serves until Ctrl-C. Returns the process's exit code:
+/// 2 for bad options, 1 when the sandbox cannot start.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let code = rampnow_sandbox::cli::run(["--help".to_owned()]).await;
+/// assert_eq!(code, std::process::ExitCode::SUCCESS);
+/// # }
+/// ```
+pub async fn run(argv: impl IntoIterator<Item = String>) -> ExitCode {
+    let mut args = match parse_args(argv) {
         Ok(Some(args)) => args,
         Ok(None) => {
             // Not `println!`, which panics when the reader has gone (`--help | head`).
@@ -169,14 +183,14 @@ async fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(message) => {
-            eprintln!("sandbox: {message}\n\n{USAGE}");
+            eprintln!("rampnow-sandbox: {message}\n\n{USAGE}");
             return ExitCode::from(2);
         }
     };
     let (credentials, public_pair) = match credentials(&mut args) {
         Ok(found) => found,
         Err(message) => {
-            eprintln!("sandbox: {message}");
+            eprintln!("rampnow-sandbox: {message}");
             return ExitCode::from(2);
         }
     };
@@ -195,7 +209,7 @@ async fn main() -> ExitCode {
     {
         Ok(sandbox) => sandbox,
         Err(error) => {
-            eprintln!("sandbox: {error}");
+            eprintln!("rampnow-sandbox: {error}");
             return ExitCode::FAILURE;
         }
     };
@@ -216,7 +230,7 @@ async fn main() -> ExitCode {
     );
 
     if let Err(error) = tokio::signal::ctrl_c().await {
-        eprintln!("sandbox: cannot wait for Ctrl-C ({error}); stopping");
+        eprintln!("rampnow-sandbox: cannot wait for Ctrl-C ({error}); stopping");
     }
     sandbox.shutdown().await;
     println!("\nsandbox stopped");

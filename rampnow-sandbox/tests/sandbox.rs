@@ -15,11 +15,9 @@ use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use rampnow_auth::sandbox::{
-    Sandbox, SandboxBuilder, QUOTE_PATH, SANDBOX_API_KEY, SANDBOX_API_SECRET,
-};
 use rampnow_auth::verify::RejectionKind;
 use rampnow_auth::{Credentials, HeaderNames, RampnowAuthLayer, SignedBody, Signer};
+use rampnow_sandbox::{Sandbox, SandboxBuilder, QUOTE_PATH, SANDBOX_API_KEY, SANDBOX_API_SECRET};
 use serde_json::{json, Value};
 use tower::{Layer, ServiceExt};
 
@@ -406,7 +404,7 @@ async fn custom_credentials_replace_the_sandbox_pair() {
     assert_eq!(status, StatusCode::OK, "{json}");
     assert_eq!(json["dstAmount"], "0.12375000");
 
-    let default_pair = rampnow_auth::sandbox::sandbox_credentials();
+    let default_pair = rampnow_sandbox::sandbox_credentials();
     let request = Request::get(&url).body(SignedBody::empty()).unwrap();
     let (status, json) = send(&sandbox, RampnowAuthLayer::new(default_pair), request).await;
     assert_eq!(

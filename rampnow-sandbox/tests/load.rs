@@ -12,8 +12,8 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use rampnow_auth::sandbox::{Sandbox, QUOTE_PATH};
 use rampnow_auth::{RampnowAuthLayer, SignedBody};
+use rampnow_sandbox::{Sandbox, QUOTE_PATH};
 use tower::{Layer, ServiceExt};
 
 const REQUESTS: usize = 10_000;

@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
-use rampnow_auth::sandbox::{Sandbox, SandboxBuilder, QUOTE_PATH, SANDBOX_API_KEY};
 use rampnow_auth::verify::{Rejection, RejectionKind};
 use rampnow_auth::{
     Credentials, Error, ErrorKind, HeaderNames, RampnowAuthLayer, SignedBody, SigningReceipt,
 };
+use rampnow_sandbox::{Sandbox, SandboxBuilder, QUOTE_PATH, SANDBOX_API_KEY};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -33,7 +33,7 @@ async fn start(builder: SandboxBuilder) -> Sandbox {
         .expect("the sandbox starts")
 }
 
-/// reqwest over rustls with the sandbox's client configuration (the `ring` provider, the
+/// reqwest over rustls with the sandbox's client configuration (rustls' default provider, aws-lc-rs, the
 /// sandbox's CA as the only root), following no redirects.
 fn reqwest_client(sandbox: &Sandbox) -> reqwest::Client {
     reqwest::Client::builder()
@@ -508,7 +508,7 @@ async fn redirector(status: StatusCode, location: String) -> Redirector {
     let params =
         CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
     let cert = params.signed_by(&key, &ca).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -618,7 +618,7 @@ async fn the_hardened_client_refuses_plain_http_itself() {
     let layer = RampnowAuthLayer::new(Credentials::new(SANDBOX_API_KEY, "pk_redirect").unwrap());
     let (listener, port) = untouched_listener();
     // reqwest is built here without a crypto provider of its own.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let client = layer.reqwest_client(reqwest::Client::builder()).unwrap();
     let error = client
         .get(format!("http://127.0.0.1:{port}/x"))
@@ -640,7 +640,7 @@ async fn with_allow_http_no_proxy_sees_a_signed_request_in_clear() {
     let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
     let (target, port) = untouched_listener();
     drop(target); // nothing listens there: the request fails to connect, directly
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let layer = RampnowAuthLayer::new(Credentials::new(SANDBOX_API_KEY, "pk_proxy").unwrap())
         .allow_http(true);
     let builder = reqwest::Client::builder().proxy(reqwest::Proxy::all(&proxy_url).unwrap());

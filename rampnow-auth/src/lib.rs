@@ -70,9 +70,10 @@
 //! sharing the layer's configuration, as a `RampnowMiddleware` for reqwest through
 //! reqwest-middleware.
 //!
-//! With the `sandbox` feature, `sandbox::Sandbox` runs a local HTTPS server that verifies
-//! signatures with [`RampnowVerifyLayer`] and answers quotes shaped like Rampnow's, to try a
-//! client without a Rampnow account (`cargo run --example quickstart` shows one).
+//! The [`rampnow-sandbox`](https://docs.rs/rampnow-sandbox) crate runs a local HTTPS server
+//! that verifies signatures with [`RampnowVerifyLayer`] and answers quotes shaped like
+//! Rampnow's, to try a client without a Rampnow account, as a library in tests or as the
+//! `rampnow-sandbox` program (`cargo run --example quickstart` in this repository shows one).
 //!
 //! [tower]: https://docs.rs/tower
 
@@ -90,9 +91,6 @@ mod keys;
 #[cfg(feature = "reqwest")]
 mod middleware;
 pub mod receipt;
-#[cfg(feature = "sandbox")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
-pub mod sandbox;
 pub mod sign;
 mod signer;
 pub mod sync;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rampnow_auth::sandbox::{Sandbox, SandboxBuilder, LOG_TARGET_MAX_BYTES};
+use rampnow_sandbox::{Sandbox, SandboxBuilder, LOG_TARGET_MAX_BYTES};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -314,8 +314,8 @@ async fn a_trickling_body_is_answered_408_and_the_connection_closed() {
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nrn-api-key: {key}\r\n\
          rn-access-timestamp: {now}\r\nrn-access-sign: {sign}\r\ncontent-length: 1000\r\n\r\n",
-        path = rampnow_auth::sandbox::QUOTE_PATH,
-        key = rampnow_auth::sandbox::SANDBOX_API_KEY,
+        path = rampnow_sandbox::QUOTE_PATH,
+        key = rampnow_sandbox::SANDBOX_API_KEY,
         sign = "0".repeat(64),
     );
     let mut stream = stalled(&sandbox, head.as_bytes()).await;
@@ -350,10 +350,10 @@ async fn a_body_over_the_sandboxs_limit_is_refused_before_it_is_read() {
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nrn-api-key: {key}\r\n\
          rn-access-timestamp: {now}\r\nrn-access-sign: {sign}\r\ncontent-length: {len}\r\n\r\n",
-        path = rampnow_auth::sandbox::QUOTE_PATH,
-        key = rampnow_auth::sandbox::SANDBOX_API_KEY,
+        path = rampnow_sandbox::QUOTE_PATH,
+        key = rampnow_sandbox::SANDBOX_API_KEY,
         sign = "0".repeat(64),
-        len = rampnow_auth::sandbox::DEFAULT_MAX_BODY_SIZE + 1,
+        len = rampnow_sandbox::DEFAULT_MAX_BODY_SIZE + 1,
     );
     let mut stream = stalled(&sandbox, head.as_bytes()).await;
     let mut buf = vec![0u8; 4096];

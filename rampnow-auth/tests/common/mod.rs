@@ -254,24 +254,6 @@ impl TestServer {
 }
 
 /// A hyper-util client sending `SignedBody` requests over plain HTTP on loopback.
-/// A TLS connector that trusts the sandbox's certificate, and nothing else.
-pub fn sandbox_connector(
-    sandbox: &rampnow_auth::sandbox::Sandbox,
-) -> hyper_rustls::HttpsConnector<HttpConnector> {
-    hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(sandbox.rustls_client_config())
-        .https_only()
-        .enable_http1()
-        .build()
-}
-
-/// A plain hyper client for the sandbox (see [`sandbox_connector`]).
-pub fn sandbox_client(
-    sandbox: &rampnow_auth::sandbox::Sandbox,
-) -> Client<hyper_rustls::HttpsConnector<HttpConnector>, SignedBody> {
-    Client::builder(TokioExecutor::new()).build(sandbox_connector(sandbox))
-}
-
 pub fn hyper_client() -> Client<HttpConnector, SignedBody> {
     Client::builder(TokioExecutor::new()).build_http()
 }

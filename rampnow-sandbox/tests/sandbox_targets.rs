@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
-use rampnow_auth::sandbox::{Sandbox, QUOTE_PATH};
 use rampnow_auth::Signer;
+use rampnow_sandbox::{Sandbox, QUOTE_PATH};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

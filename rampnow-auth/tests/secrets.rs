@@ -12,7 +12,6 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{Method, Request, Response};
 use http_body_util::Full;
-use rampnow_auth::sandbox::{Sandbox, QUOTE_PATH};
 use rampnow_auth::verify::{RampnowVerifyLayer, Rejection, VerifiedApiKey};
 use rampnow_auth::{
     Credentials, HeaderNames, RampnowAuth, RampnowAuthLayer, SignedBody, Signer, SigningReceipt,
@@ -210,55 +209,15 @@ async fn nothing_the_crate_prints_contains_the_secret() {
         printed.debug("replay response", &response);
     }
 
-    // The sandbox, with these credentials instead of its public ones.
-    let sandbox = Sandbox::builder()
-        .credentials(credentials.clone())
-        .quiet(true)
-        .start()
-        .await
-        .unwrap();
-    printed.debug("Sandbox", &sandbox);
-    // One request it verifies and one it refuses, so that its log has both kinds; the
-    // signatures sent are kept, to search for below.
-    let sent = Arc::new(Mutex::new(Vec::<String>::new()));
-    let transport = common::sandbox_client(&sandbox);
-    let recording = service_fn({
-        let sent = sent.clone();
-        move |request: Request<SignedBody>| {
-            let signature = request.headers()["rn-access-sign"].to_str().unwrap();
-            sent.lock().unwrap().push(signature.to_owned());
-            transport.request(request)
-        }
-    });
-    let wrong_secret = Credentials::new("ak_live_3f9a1c", "pk_live_wrong").unwrap();
-    for credentials in [credentials.clone(), wrong_secret] {
-        let uri = format!(
-            "{}{QUOTE_PATH}?srcCurrency=USD&dstCurrency=BTC&srcAmount=10",
-            sandbox.url()
-        );
-        let response = RampnowAuthLayer::new(credentials)
-            .layer(recording.clone())
-            .oneshot(Request::get(uri).body(SignedBody::empty()).unwrap())
-            .await
-            .unwrap();
-        printed.debug("sandbox response", &response);
-    }
-    let log = sandbox.log();
-    assert_eq!(
-        log.iter().map(|entry| entry.verified()).collect::<Vec<_>>(),
-        [true, false]
-    );
-    for entry in log {
-        printed.debug("LogEntry", &entry);
-        printed.display("LogEntry", &entry);
-    }
-
     drop(_guard);
     let text = printed.text();
-    assert!(
-        text.contains("event: message=signed a Rampnow request"),
-        "tracing events captured:\n{text}"
-    );
+    // With the `tracing` feature (on in the workspace's `cargo test`), its events too.
+    if cfg!(feature = "tracing") {
+        assert!(
+            text.contains("event: message=signed a Rampnow request"),
+            "tracing events captured:\n{text}"
+        );
+    }
     assert!(
         text.contains("ak_live_3f9a1c"),
         "the tour printed the key, so it printed things"
@@ -268,9 +227,7 @@ async fn nothing_the_crate_prints_contains_the_secret() {
         !text.contains("do_not_print"),
         "part of the secret was printed:\n{text}"
     );
-    let sent = sent.lock().unwrap().clone();
-    assert_eq!(sent.len(), 2);
-    for signature in sent.iter().chain([&signature.to_string()]) {
+    for signature in [signature.to_string()] {
         assert!(
             !text.contains(signature.as_str()),
             "a full signature was printed:\n{text}"

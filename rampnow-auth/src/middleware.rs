@@ -143,8 +143,6 @@ impl RampnowMiddleware {
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let layer = RampnowAuthLayer::new(Credentials::new("ak_live_3f9a1c", "pk_live_secret")?);
-    /// # // reqwest here is built without a crypto provider of its own (a dev-dependency choice).
-    /// # let _ = rustls::crypto::ring::default_provider().install_default();
     /// let middleware = layer.reqwest_middleware();
     /// let reqwest_client = middleware
     ///     .harden(reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)))
