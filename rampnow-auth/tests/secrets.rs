@@ -227,12 +227,10 @@ async fn nothing_the_crate_prints_contains_the_secret() {
         !text.contains("do_not_print"),
         "part of the secret was printed:\n{text}"
     );
-    for signature in [signature.to_string()] {
-        assert!(
-            !text.contains(signature.as_str()),
-            "a full signature was printed:\n{text}"
-        );
-    }
+    assert!(
+        !text.contains(signature.to_string().as_str()),
+        "a full signature was printed:\n{text}"
+    );
 }
 
 #[test]
