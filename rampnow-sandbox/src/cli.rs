@@ -161,7 +161,7 @@ fn credentials(args: &mut Args) -> Result<(Credentials, bool), String> {
 }
 
 /// Runs the `rampnow-sandbox` command with these arguments (without the program name): parses
-/// the options, starts a [`Sandbox`](crate::Sandbox), writes its CA certificate, prints its URL,
+/// the options, starts a [`Sandbox`], writes its CA certificate, prints its URL,
 /// credentials and a `curl` command, and serves until Ctrl-C. Returns the process's exit code:
 /// 2 for bad options, 1 when the sandbox cannot start.
 ///
