@@ -95,6 +95,7 @@ pub mod receipt;
 pub mod sandbox;
 pub mod sign;
 mod signer;
+pub mod signing;
 pub mod sync;
 pub mod verify;
 
@@ -110,7 +111,7 @@ pub use middleware::RampnowMiddleware;
 pub use receipt::SigningReceipt;
 pub use sign::{CredentialsHandle, RampnowAuth, RampnowAuthLayer, DEFAULT_MAX_BODY_SIZE};
 pub use signer::{Signature, Signer, SIGNATURE_HEX_LEN, SIGNATURE_LEN};
-pub use sync::ServerTime;
+pub use sync::{ServerClock, ServerTime};
 pub use verify::{RampnowVerify, RampnowVerifyLayer};
 
 /// The README's examples, compiled and run as doctests.

@@ -153,7 +153,7 @@ impl RampnowMiddleware {
     pub fn harden(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
         builder
             .redirect(reqwest::redirect::Policy::none())
-            .https_only(!self.config.allow_http)
+            .https_only(!self.config.settings.allow_http)
     }
 
     /// Checks and signs `request` in place: the layer's `prepare` and `sign`, on reqwest's
@@ -208,9 +208,8 @@ impl Middleware for RampnowMiddleware {
             .await
             .map_err(reqwest_middleware::Error::middleware)?;
         let mut response = next.run(request, extensions).await?;
-        if let Some(receipt) = self
-            .config
-            .received(response.status(), response.headers(), &sent)
+        if let Some(receipt) =
+            sent.received(Some(&self.config), response.status(), response.headers())
         {
             response.extensions_mut().insert(receipt);
         }

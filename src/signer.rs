@@ -80,11 +80,11 @@ impl Signer {
         body: &[u8],
     ) -> Signature {
         let mut digits = itoa::Buffer::new();
-        sign_parts(
+        crate::signing::message_signature(
             &self.credentials,
             digits.format(timestamp).as_bytes(),
-            method.as_str().as_bytes(),
-            path_and_query.as_bytes(),
+            method,
+            path_and_query,
             body,
         )
     }

@@ -49,6 +49,8 @@ use std::time::{Duration, SystemTime};
 use http::header::{AGE, DATE};
 use http::HeaderMap;
 
+use crate::clock::Clock;
+
 /// How many recent samples the median is taken over.
 pub const SAMPLES: usize = 8;
 
@@ -152,6 +154,41 @@ impl ServerTime {
         shift(local, self.offset())
     }
 
+    /// A clock that reads `inner` and adds the learned offset: the server's time, as the
+    /// signing layer reads it when [`sync_server_time`](crate::RampnowAuthLayer::sync_server_time)
+    /// is on.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use rampnow_auth::{Clock, ServerTime};
+    ///
+    /// let server_time = ServerTime::new();
+    /// let clock = server_time.clock(|| UNIX_EPOCH + Duration::from_secs(1000));
+    /// assert_eq!(clock.now(), UNIX_EPOCH + Duration::from_secs(1000)); // nothing learned yet
+    /// ```
+    #[must_use]
+    pub fn clock<C: Clock>(&self, inner: C) -> ServerClock<C> {
+        ServerClock {
+            inner,
+            server_time: self.clone(),
+        }
+    }
+
+    /// [`observe`](ServerTime::observe) with readings of a clock corrected by this offset
+    /// (a [`ServerClock`]): they are taken back to the local clock with the offset in use now,
+    /// which is exact unless the offset moved while the request was in flight.
+    pub(crate) fn observe_corrected(
+        &self,
+        headers: &HeaderMap,
+        sent: SystemTime,
+        received: SystemTime,
+    ) {
+        let back = self.offset().saturating_neg();
+        self.observe(headers, shift(sent, back), shift(received, back));
+    }
+
     /// Learns from a response: `sent` and `received` are local-clock readings around it.
     pub(crate) fn observe(&self, headers: &HeaderMap, sent: SystemTime, received: SystemTime) {
         if headers.contains_key(AGE) {
@@ -200,6 +237,28 @@ impl ServerTime {
         };
         self.state.offset_ms.store(median, Ordering::Relaxed);
         self.state.count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A [`Clock`] corrected by a [`ServerTime`]: its inner clock plus the learned offset. Made by
+/// [`ServerTime::clock`]; clones share the offset.
+#[derive(Debug, Clone)]
+pub struct ServerClock<C> {
+    inner: C,
+    server_time: ServerTime,
+}
+
+impl<C> ServerClock<C> {
+    /// The server-time state whose offset this clock adds.
+    #[must_use]
+    pub fn server_time(&self) -> &ServerTime {
+        &self.server_time
+    }
+}
+
+impl<C: Clock> Clock for ServerClock<C> {
+    fn now(&self) -> SystemTime {
+        self.server_time.correct(self.inner.now())
     }
 }
 

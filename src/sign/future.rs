@@ -48,16 +48,16 @@ where
     B: Body,
     S: Service<Request<SignedBody>>,
 {
-    /// The body must be read first: `inner` is the service made ready for this request.
+    /// The body is still being read: `inner` is the service made ready for this request.
     pub(super) fn collect(
         parts: Parts,
-        body: B,
+        collect: CollectBody<B>,
         inner: S,
         config: Arc<Config>,
     ) -> ResponseFuture<B, S> {
         ResponseFuture {
             state: State::Collect {
-                collect: CollectBody::new(body, config.max_body_size),
+                collect,
                 parts,
                 inner,
                 config,
@@ -65,21 +65,16 @@ where
         }
     }
 
-    /// The body is in memory: signs and calls `inner` now.
+    /// The body has been read (or failed to): signs and calls `inner` now.
     pub(super) fn call_now(
-        mut parts: Parts,
-        body: Bytes,
+        parts: Parts,
+        collected: Result<Bytes, BodyFailure>,
         inner: &mut S,
         config: &Arc<Config>,
     ) -> ResponseFuture<B, S> {
-        // The size hints of the in-memory bodies are exact, so `prepare` has checked this; it is
-        // checked again here so that no body type can get past the limit.
-        if body.len() > config.max_body_size {
-            return ResponseFuture::failed(config.body_too_large());
-        }
-        let state = match config.sign(&parts.method, &parts.uri, &mut parts.headers, &body) {
-            Ok(sent) => State::Call {
-                future: inner.call(Request::from_parts(parts, SignedBody::from(body))),
+        let state = match sign(parts, collected, config) {
+            Ok((request, sent)) => State::Call {
+                future: inner.call(request),
                 sent,
                 config: config.for_response(),
             },
@@ -93,6 +88,17 @@ where
             state: State::Failed { error },
         }
     }
+}
+
+/// The one signing step of the layer, whether the body was read in `call` or by the future.
+fn sign(
+    mut parts: Parts,
+    collected: Result<Bytes, BodyFailure>,
+    config: &Config,
+) -> Result<(Request<SignedBody>, Sent), Error> {
+    let body = collected.map_err(|failure| body_error(failure, config))?;
+    let sent = config.sign(&parts.method, &parts.uri, &mut parts.headers, &body)?;
+    Ok((Request::from_parts(parts, SignedBody::from(body)), sent))
 }
 
 impl<B, S, ResBody> Future for ResponseFuture<B, S>
@@ -111,7 +117,7 @@ where
                 StateProj::Collect { collect, .. } => {
                     let collected = ready!(collect.poll(cx));
                     let StateOwn::Collect {
-                        mut parts,
+                        parts,
                         mut inner,
                         config,
                         ..
@@ -119,21 +125,9 @@ where
                     else {
                         unreachable!("the state was Collect")
                     };
-                    let signed = collected
-                        .map_err(|failure| body_error(failure, &config))
-                        .and_then(|body| {
-                            let sent = config.sign(
-                                &parts.method,
-                                &parts.uri,
-                                &mut parts.headers,
-                                &body,
-                            )?;
-                            Ok((sent, body))
-                        });
-                    match signed {
-                        Ok((sent, body)) => {
-                            let future =
-                                inner.call(Request::from_parts(parts, SignedBody::from(body)));
+                    match sign(parts, collected, &config) {
+                        Ok((request, sent)) => {
+                            let future = inner.call(request);
                             state.set(State::Call {
                                 future,
                                 sent,
@@ -150,12 +144,9 @@ where
                 } => {
                     let result = ready!(future.poll(cx));
                     let receipt = match &result {
-                        Ok(response) => match config {
-                            Some(config) => {
-                                config.received(response.status(), response.headers(), sent)
-                            }
-                            None => sent.receipt(response.status()),
-                        },
+                        Ok(response) => {
+                            sent.received(config.as_deref(), response.status(), response.headers())
+                        }
                         Err(_) => None,
                     };
                     state.set(State::Done);

@@ -1,12 +1,14 @@
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use http::{Request, Response};
 use http_body::Body;
 use tower::{BoxError, Service};
 
 use super::{Config, RampnowAuthLayer, ResponseFuture};
-use crate::body::{in_memory, SignedBody};
+use crate::body::{CollectBody, SignedBody};
 use crate::credentials::Credentials;
 
 /// Middleware that signs each request with Rampnow credentials, then calls the inner service.
@@ -14,8 +16,10 @@ use crate::credentials::Credentials;
 /// Usually built by [`RampnowAuthLayer`]; see [the module docs](crate::sign) for what it does
 /// to each request.
 ///
-/// The request body type must be `'static` (as hyper-util's client requires too): that is how
-/// the service recognizes a body already in memory and signs it without waiting.
+/// The request body type must be `Unpin` (hyper's `Incoming`, `SignedBody`, `Full`, `String`,
+/// boxed bodies are): the service polls it once in `call`, and a body that is ready then (any
+/// body already in memory) is signed at once and the inner service made ready for it is called
+/// without a clone. Pin a body that is not `Unpin` in a `Box` (`BodyExt::boxed`).
 #[derive(Clone, Debug)]
 pub struct RampnowAuth<S> {
     inner: S,
@@ -57,7 +61,7 @@ impl<S, B, ResBody> Service<Request<B>> for RampnowAuth<S>
 where
     S: Service<Request<SignedBody>, Response = Response<ResBody>> + Clone,
     S::Error: Into<BoxError>,
-    B: Body + 'static,
+    B: Body + Unpin,
     B::Error: Into<BoxError>,
 {
     type Response = S::Response;
@@ -74,18 +78,20 @@ where
         if let Err(error) = self.config.prepare(&parts.method, &mut parts.uri, lower) {
             return ResponseFuture::failed(error);
         }
-        let body = match in_memory(body) {
+        let mut collect = CollectBody::new(body, self.config.settings.max_body_size);
+        // One poll with a waker that does nothing: a body in memory is ready at once. One that
+        // is not goes on in the response future, which polls it again with its own waker (the
+        // only one that then has to be woken).
+        let mut cx = Context::from_waker(Waker::noop());
+        if let Poll::Ready(collected) = Pin::new(&mut collect).poll(&mut cx) {
             // Nothing to wait for: sign now and call the service made ready for this request,
             // with no clone of it.
-            Ok(bytes) => {
-                return ResponseFuture::call_now(parts, bytes, &mut self.inner, &self.config)
-            }
-            Err(body) => body,
-        };
+            return ResponseFuture::call_now(parts, collected, &mut self.inner, &self.config);
+        }
         // The body is read before the inner service is called, so the service that was made
         // ready is moved into the future and a clone (not ready) takes its place.
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::collect(parts, body, ready, Arc::clone(&self.config))
+        ResponseFuture::collect(parts, collect, ready, Arc::clone(&self.config))
     }
 }
