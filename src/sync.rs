@@ -1,45 +1,4 @@
-//! Server-time sync: sign with the server's idea of the time, not only the local clock's.
-//!
-//! Rampnow refuses a timestamp more than 60 s from its own clock, and client clocks drift. With
-//! [`RampnowAuthLayer::sync_server_time`](crate::RampnowAuthLayer::sync_server_time) the layer
-//! reads the `Date` header of every response and learns how far the server's clock is from the
-//! local one:
-//!
-//! - each sample compares the server's `Date` (whole seconds, so taken as its middle, +0.5 s)
-//!   with the midpoint between sending the request and receiving the response, which cancels
-//!   the network delay when it is symmetric;
-//! - responses carrying `Age` (served from a cache, so their `Date` is old) are ignored, as are
-//!   responses without a valid `Date`;
-//! - the offset in use is the median of the last [`SAMPLES`] samples, so one outlier does not
-//!   swing it;
-//! - a sample further than the bound from the local clock ([`DEFAULT_MAX_OFFSET`], one hour,
-//!   unless set with [`sync_server_time_within`](crate::RampnowAuthLayer::sync_server_time_within))
-//!   is ignored and counted ([`ServerTime::ignored`]), so the offset never leaves the bound:
-//!   a server (or a host posing as one) answering with a `Date` in the year 2100 cannot move the
-//!   clock by decades and make every later request stale.
-//!
-//! Only responses to requests the layer itself signed and sent are read (a request it refused
-//! is never sent, so it has no response to learn from). A layer without
-//! [pinned origins](crate::RampnowAuthLayer::pin_origins) signs for any `https://` host it is
-//! given, and every one of them can move the offset *within* the bound; pin the origins, so
-//! that only Rampnow's answers teach the clock.
-//!
-//! The offset is shared by every clone of the layer and every service it builds; updates take a
-//! short lock, reading it on the signing path is one atomic load. [`ServerTime::offset`] reads
-//! it for metrics.
-//!
-//! # Example
-//!
-//! ```
-//! use rampnow_auth::{Credentials, RampnowAuthLayer};
-//!
-//! let layer = RampnowAuthLayer::new(Credentials::new("ak_live_3f9a1c", "pk_live_secret")?)
-//!     .sync_server_time();
-//! let server_time = layer.server_time().expect("sync is on");
-//! assert_eq!(server_time.offset(), 0); // nothing learned yet
-//! assert_eq!(server_time.samples(), 0);
-//! # Ok::<(), rampnow_auth::Error>(())
-//! ```
+//! Server-time sync: [`ServerTime`] and the corrected clock it makes, [`ServerClock`].
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
@@ -52,7 +11,7 @@ use http::HeaderMap;
 use crate::clock::Clock;
 
 /// How many recent samples the median is taken over.
-pub const SAMPLES: usize = 8;
+const SAMPLES: usize = 8;
 
 /// The default bound on the learned offset: one hour either way. A sample further from the local
 /// clock than this is ignored. A client clock an hour off is already broken beyond what syncing
@@ -62,6 +21,46 @@ pub const DEFAULT_MAX_OFFSET: Duration = Duration::from_secs(60 * 60);
 
 /// The learned offset between the server's clock and the local one. Cheap to clone; clones
 /// share the same state.
+///
+/// Rampnow refuses a timestamp more than 60 s from its own clock, and client clocks drift. With
+/// [`RampnowAuthLayer::sync_server_time`](crate::RampnowAuthLayer::sync_server_time) the layer
+/// reads the `Date` header of every response and learns how far the server's clock is from the
+/// local one:
+///
+/// - each sample compares the server's `Date` (whole seconds, so taken as its middle, +0.5 s)
+///   with the midpoint between sending the request and receiving the response, which cancels
+///   the network delay when it is symmetric;
+/// - responses carrying `Age` (served from a cache, so their `Date` is old) are ignored, as are
+///   responses without a valid `Date`;
+/// - the offset in use is the median of the last 8 samples, so one outlier does not swing it;
+/// - a sample further than the bound from the local clock ([`DEFAULT_MAX_OFFSET`], one hour,
+///   unless set with [`sync_server_time_within`](crate::RampnowAuthLayer::sync_server_time_within))
+///   is ignored and counted ([`ServerTime::ignored`]), so the offset never leaves the bound:
+///   a server (or a host posing as one) answering with a `Date` in the year 2100 cannot move the
+///   clock by decades and make every later request stale.
+///
+/// Only responses to requests the layer itself signed and sent are read (a request it refused
+/// is never sent, so it has no response to learn from). A layer without
+/// [pinned origins](crate::RampnowAuthLayer::pin_origins) signs for any `https://` host it is
+/// given, and every one of them can move the offset *within* the bound; pin the origins, so
+/// that only Rampnow's answers teach the clock.
+///
+/// The offset is shared by every clone of the layer and every service it builds; updates take a
+/// short lock, reading it on the signing path is one atomic load. [`ServerTime::offset`] reads
+/// it for metrics.
+///
+/// # Example
+///
+/// ```
+/// use rampnow_auth::{Credentials, RampnowAuthLayer};
+///
+/// let layer = RampnowAuthLayer::new(Credentials::new("ak_live_3f9a1c", "pk_live_secret")?)
+///     .sync_server_time();
+/// let server_time = layer.server_time().expect("sync is on");
+/// assert_eq!(server_time.offset(), 0); // nothing learned yet
+/// assert_eq!(server_time.samples(), 0);
+/// # Ok::<(), rampnow_auth::Error>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct ServerTime {
     state: Arc<State>,

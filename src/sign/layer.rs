@@ -119,7 +119,7 @@ impl RampnowAuthLayer {
     /// bound. Only responses to requests this layer signed teach it; pin the origins
     /// ([`pin_origins`](RampnowAuthLayer::pin_origins)) so that only Rampnow's do.
     ///
-    /// [`DEFAULT_MAX_OFFSET`]: crate::sync::DEFAULT_MAX_OFFSET
+    /// [`DEFAULT_MAX_OFFSET`]: crate::DEFAULT_MAX_OFFSET
     pub fn sync_server_time(self) -> RampnowAuthLayer {
         self.sync_server_time_within(crate::sync::DEFAULT_MAX_OFFSET)
     }
