@@ -210,6 +210,7 @@ where
 {
     type Output = Result<Bytes, BodyFailure>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {

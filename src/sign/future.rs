@@ -67,14 +67,14 @@ where
 
     /// The body has been read (or failed to): signs and calls `inner` now.
     pub(super) fn call_now(
-        parts: Parts,
+        mut parts: Parts,
         collected: Result<Bytes, BodyFailure>,
         inner: &mut S,
         config: &Arc<Config>,
     ) -> ResponseFuture<B, S> {
-        let state = match sign(parts, collected, config) {
-            Ok((request, sent)) => State::Call {
-                future: inner.call(request),
+        let state = match sign(&mut parts, collected, config) {
+            Ok((body, sent)) => State::Call {
+                future: inner.call(Request::from_parts(parts, SignedBody::from(body))),
                 sent,
                 config: config.for_response(),
             },
@@ -90,15 +90,17 @@ where
     }
 }
 
-/// The one signing step of the layer, whether the body was read in `call` or by the future.
+/// The one signing step of the layer, whether the body was read in `call` or by the future:
+/// signs `parts` in place (the request's head is not moved to be signed) and returns the body.
+#[inline]
 fn sign(
-    mut parts: Parts,
+    parts: &mut Parts,
     collected: Result<Bytes, BodyFailure>,
     config: &Config,
-) -> Result<(Request<SignedBody>, Sent), Error> {
+) -> Result<(Bytes, Sent), Error> {
     let body = collected.map_err(|failure| body_error(failure, config))?;
     let sent = config.sign(&parts.method, &parts.uri, &mut parts.headers, &body)?;
-    Ok((Request::from_parts(parts, SignedBody::from(body)), sent))
+    Ok((body, sent))
 }
 
 impl<B, S, ResBody> Future for ResponseFuture<B, S>
@@ -117,7 +119,7 @@ where
                 StateProj::Collect { collect, .. } => {
                     let collected = ready!(collect.poll(cx));
                     let StateOwn::Collect {
-                        parts,
+                        mut parts,
                         mut inner,
                         config,
                         ..
@@ -125,9 +127,10 @@ where
                     else {
                         unreachable!("the state was Collect")
                     };
-                    match sign(parts, collected, &config) {
-                        Ok((request, sent)) => {
-                            let future = inner.call(request);
+                    match sign(&mut parts, collected, &config) {
+                        Ok((body, sent)) => {
+                            let future =
+                                inner.call(Request::from_parts(parts, SignedBody::from(body)));
                             state.set(State::Call {
                                 future,
                                 sent,

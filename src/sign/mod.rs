@@ -100,7 +100,21 @@ impl Sent {
     /// [`Config::for_response`]), and the receipt for a 401, to put into its extensions: the one
     /// place every adapter's response goes through.
     #[must_use = "a 401's receipt must be put into the response's extensions"]
+    #[inline]
     pub(crate) fn received(
+        &self,
+        config: Option<&Config>,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> Option<SigningReceipt> {
+        // The usual response: nothing to learn, nothing to explain (inlined into the futures).
+        if config.is_none() && status != StatusCode::UNAUTHORIZED {
+            return None;
+        }
+        self.learn_and_explain(config, status, headers)
+    }
+
+    fn learn_and_explain(
         &self,
         config: Option<&Config>,
         status: StatusCode,
@@ -150,6 +164,7 @@ impl Config {
     }
 
     /// The core's checks that need no body, before it is read; puts the target in wire form.
+    #[inline]
     pub(crate) fn prepare(
         &self,
         method: &Method,
