@@ -69,7 +69,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use crate::clock::{unix_seconds, MAX_TIMESTAMP_DIGITS};
 use crate::credentials::Credentials;
 use crate::error::{Error, ErrorKind};
-use crate::headers::{HeaderNames, Preset};
+use crate::headers::HeaderNames;
 use crate::receipt::{SignaturePrefix, RECEIPT_SIGNATURE_BYTES};
 use crate::signer::{sign_parts, Signature, SIGNATURE_HEX_LEN};
 
@@ -325,9 +325,8 @@ pub struct SigningInstructions {
     signature: HeaderValue,
     body_len: usize,
     target: Option<PathAndQuery>,
-    pub(crate) timestamp_secs: u64,
-    pub(crate) signature_head: [u8; RECEIPT_SIGNATURE_BYTES],
-    pub(crate) preset: Preset,
+    timestamp_secs: u64,
+    signature_head: [u8; RECEIPT_SIGNATURE_BYTES],
 }
 
 impl SigningInstructions {
@@ -385,17 +384,13 @@ impl SigningInstructions {
     /// assert_eq!(headers["content-length"], "2");
     /// # Ok::<(), rampnow_auth::Error>(())
     /// ```
-    #[inline(always)]
     pub fn apply(self, headers: &mut HeaderMap) {
-        // Looked up before the three inserts, and not at all in an empty map (the usual case).
-        let stale_length = !headers.is_empty() && headers.contains_key(CONTENT_LENGTH);
-        let [api_key, timestamp, signature] = self.names;
-        headers.insert(api_key, self.api_key);
-        headers.insert(timestamp, self.timestamp);
-        headers.insert(signature, self.signature);
-        if stale_length {
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(self.body_len));
-        }
+        insert_headers(
+            headers,
+            self.names,
+            [self.api_key, self.timestamp, self.signature],
+            self.body_len,
+        );
     }
 
     /// [`apply`](SigningInstructions::apply) to the request's headers, and puts the signed
@@ -481,11 +476,8 @@ pub fn sign(
 }
 
 /// [`sign`] for a request that [`SigningSettings::prepare`] has checked and whose target is in
-/// wire form, with a body within the limit (the adapters' path, which checks before reading
-/// the body). Inlined, so that the instructions an adapter applies at once are never built as
-/// a whole in memory (measured: moving them costs more than the middleware's own work).
-#[inline(always)]
-pub(crate) fn sign_checked(
+/// wire form, with a body within the limit.
+fn sign_checked(
     settings: &SigningSettings,
     credentials: &Credentials,
     time: SystemTime,
@@ -493,6 +485,97 @@ pub(crate) fn sign_checked(
     target: &str,
     body: &[u8],
 ) -> Result<SigningInstructions, Error> {
+    let signed = compute(settings, credentials, time, method, target, body)?;
+    Ok(SigningInstructions {
+        names: settings.names.to_owned_names(),
+        api_key: credentials.header_value().clone(),
+        timestamp: signed.timestamp,
+        signature: signed.signature,
+        body_len: body.len(),
+        target: None,
+        timestamp_secs: signed.timestamp_secs,
+        signature_head: signed.signature_head,
+    })
+}
+
+/// What [`sign_into`] tells the adapter, for the receipt.
+pub(crate) struct Signed {
+    pub(crate) timestamp_secs: u64,
+    pub(crate) signature_head: [u8; RECEIPT_SIGNATURE_BYTES],
+}
+
+/// [`sign`] then [`SigningInstructions::apply`], for the adapters, which check a request with
+/// [`SigningSettings::prepare`] before reading its body (so the target is in wire form and the
+/// body within the limit): the same steps, with the values going straight into `headers`
+/// rather than through a `SigningInstructions` (moving that whole costs more than the
+/// middleware's own work, measured with callgrind).
+#[inline]
+pub(crate) fn sign_into(
+    settings: &SigningSettings,
+    credentials: &Credentials,
+    time: SystemTime,
+    method: &Method,
+    target: &str,
+    body: &[u8],
+    headers: &mut HeaderMap,
+) -> Result<Signed, Error> {
+    let computed = compute(settings, credentials, time, method, target, body)?;
+    insert_headers(
+        headers,
+        settings.names.to_owned_names(),
+        [
+            credentials.header_value().clone(),
+            computed.timestamp,
+            computed.signature,
+        ],
+        body.len(),
+    );
+    Ok(Signed {
+        timestamp_secs: computed.timestamp_secs,
+        signature_head: computed.signature_head,
+    })
+}
+
+/// Sets the three headers, replacing any value already there, and a `Content-Length` already
+/// present to the length of the body signed (a stale one would make the transport send
+/// something other than what was signed).
+#[inline(always)]
+fn insert_headers(
+    headers: &mut HeaderMap,
+    names: [HeaderName; 3],
+    values: [HeaderValue; 3],
+    body_len: usize,
+) {
+    // Looked up before the three inserts, and not at all in an empty map (the usual case).
+    let stale_length = !headers.is_empty() && headers.contains_key(CONTENT_LENGTH);
+    let [api_key, timestamp, signature] = names;
+    let [api_key_value, timestamp_value, signature_value] = values;
+    headers.insert(api_key, api_key_value);
+    headers.insert(timestamp, timestamp_value);
+    headers.insert(signature, signature_value);
+    if stale_length {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(body_len));
+    }
+}
+
+/// The timestamp and signature of one request, as header values.
+struct Computed {
+    timestamp_secs: u64,
+    timestamp: HeaderValue,
+    signature: HeaderValue,
+    signature_head: [u8; RECEIPT_SIGNATURE_BYTES],
+}
+
+#[inline(always)]
+fn compute(
+    // Read by the `tracing` event only.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))] settings: &SigningSettings,
+    credentials: &Credentials,
+    time: SystemTime,
+    method: &Method,
+    target: &str,
+    body: &[u8],
+) -> Result<Computed, Error> {
     let timestamp_secs = unix_seconds(time)?;
     let mut digits = itoa::Buffer::new();
     let digits = digits.format(timestamp_secs);
@@ -512,16 +595,11 @@ pub(crate) fn sign_checked(
         "signed a Rampnow request"
     );
     let (timestamp, signature_value) = header_values(digits, &signature);
-    Ok(SigningInstructions {
-        names: settings.names.to_owned_names(),
-        api_key: credentials.header_value().clone(),
+    Ok(Computed {
+        timestamp_secs,
         timestamp,
         signature: signature_value,
-        body_len: body.len(),
-        target: None,
-        timestamp_secs,
         signature_head: SignaturePrefix::head(&signature),
-        preset: settings.names.preset(),
     })
 }
 

@@ -187,16 +187,17 @@ impl Config {
         let target = uri.path_and_query();
         // One snapshot: the key header and the signature come from the same credentials.
         let credentials = self.credentials.load();
-        let instructions = signing::sign_checked(
+        let signed = signing::sign_into(
             &self.settings,
             &credentials,
             at,
             method,
             target.map_or("/", PathAndQuery::as_str),
             body,
+            headers,
         )?;
         let seed = Seed {
-            timestamp: instructions.timestamp_secs,
+            timestamp: signed.timestamp_secs,
             method: method.clone(),
             target: target.cloned(),
             // No clone (a call through `Bytes`' vtable) for the usual empty body of a GET.
@@ -205,10 +206,9 @@ impl Config {
             } else {
                 body.clone()
             },
-            signature_head: instructions.signature_head,
-            names: instructions.preset,
+            signature_head: signed.signature_head,
+            names: self.settings.names.preset(),
         };
-        instructions.apply(headers);
         Ok(Sent { at, seed })
     }
 
