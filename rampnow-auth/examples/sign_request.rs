@@ -10,16 +10,16 @@
 //!
 //! Options: `--api-key`, `--api-secret` (default: `RAMPNOW_API_KEY`, `RAMPNOW_API_SECRET`),
 //! `--timestamp SECONDS` (default: now), `--x-rampnow` (the X-RAMPNOW header names). The body
-//! is the third argument, or `@FILE` to read it from a file. The request goes through the
-//! real `RampnowAuthLayer` (nothing is sent), so what is printed is what the layer would send.
+//! is the third argument, or `@FILE` to read it from a file. The request is signed by the
+//! crate's signing core (`rampnow_auth::signing`), the same function the layer and the reqwest
+//! middleware call, so what is printed is what they would send. No runtime, nothing is sent.
 
-use std::convert::Infallible;
 use std::process::ExitCode;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::{Request, Response};
-use rampnow_auth::{Credentials, HeaderNames, RampnowAuthLayer, SignedBody};
-use tower::{service_fn, Layer, ServiceExt};
+use http::Request;
+use rampnow_auth::signing::{sign, SignableRequest, SigningParams, SigningSettings};
+use rampnow_auth::{Credentials, HeaderNames};
 
 const USAGE: &str =
     "usage: sign_request [--api-key KEY] [--api-secret SECRET] [--timestamp SECONDS] \
@@ -88,7 +88,7 @@ fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
-async fn run(args: Args) -> Result<(), String> {
+fn run(args: Args) -> Result<(), String> {
     let credentials = match (args.api_key, args.api_secret) {
         (Some(key), Some(secret)) => Credentials::new(key, secret),
         (None, None) => Credentials::from_env(),
@@ -100,27 +100,24 @@ async fn run(args: Args) -> Result<(), String> {
     }
     .map_err(|e| e.to_string())?;
 
-    let mut layer = RampnowAuthLayer::new(credentials)
+    let settings = SigningSettings::new()
         .header_names(args.names)
         .allow_http(true);
-    if let Some(secs) = args.timestamp {
-        layer = layer.with_clock(move || UNIX_EPOCH + Duration::from_secs(secs));
-    }
-    let capture =
-        service_fn(
-            |req: Request<SignedBody>| async move { Ok::<_, Infallible>(Response::new(req)) },
-        );
-    let request = Request::builder()
+    let time = match args.timestamp {
+        Some(secs) => UNIX_EPOCH + Duration::from_secs(secs),
+        None => SystemTime::now(),
+    };
+    let mut signed = Request::builder()
         .method(args.method.as_str())
         .uri(args.url.as_str())
-        .body(SignedBody::from(args.body))
+        .body(args.body)
         .map_err(|e| format!("not a valid request: {e}"))?;
-    let signed = layer
-        .layer(capture)
-        .oneshot(request)
-        .await
-        .map_err(|e| e.to_string())?
-        .into_body();
+    let request = SignableRequest::new(signed.method(), signed.uri(), signed.body());
+    let instructions = sign(&request, &SigningParams::new(&credentials, time, &settings))
+        .map_err(|e| e.to_string())?;
+    instructions
+        .apply_to_request(&mut signed)
+        .map_err(|e| e.to_string())?;
 
     let target = signed.uri().path_and_query().map_or("/", |pq| pq.as_str());
     println!("{} {target}", signed.method());
@@ -137,7 +134,7 @@ async fn run(args: Args) -> Result<(), String> {
             shell_quote(&format!("{name}: {value}"))
         ));
     }
-    let body = signed.body().as_bytes();
+    let body = signed.body().as_slice();
     if !body.is_empty() {
         match std::str::from_utf8(body) {
             Ok(text) => curl.push_str(&format!(" \\\n  --data-binary {}", shell_quote(text))),
@@ -152,10 +149,9 @@ async fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let result = match parse(std::env::args().skip(1)) {
-        Ok(args) => run(args).await,
+        Ok(args) => run(args),
         Err(message) => Err(message),
     };
     match result {

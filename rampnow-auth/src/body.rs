@@ -17,16 +17,14 @@
 //! assert_eq!(body.as_bytes(), br#"{"srcCurrency":"USD"}"#);
 //! ```
 
-use std::any::Any;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll, Waker};
+use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{Empty, Full};
 use pin_project_lite::pin_project;
 use tower::BoxError;
 
@@ -65,6 +63,9 @@ impl Body for SignedBody {
     type Data = Bytes;
     type Error = Infallible;
 
+    // Inlined (here and below) into the signing layer's collector, which is instantiated in the
+    // caller's crate: the layer reads a `SignedBody` with no call into this one.
+    #[inline]
     fn poll_frame(
         self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
@@ -77,10 +78,12 @@ impl Body for SignedBody {
         }
     }
 
+    #[inline]
     fn is_end_stream(&self) -> bool {
         self.data.is_empty()
     }
 
+    #[inline]
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.data.len() as u64)
     }
@@ -118,48 +121,6 @@ impl From<&'static [u8]> for SignedBody {
             data: Bytes::from_static(data),
         }
     }
-}
-
-/// The bytes of a body that is already in memory, taken without waiting: a [`SignedBody`], a
-/// `Full<Bytes>`, an `Empty<Bytes>` or a `String`, or any body that says it has ended. Any other
-/// body comes back as it was, to be read by [`CollectBody`].
-///
-/// This is how the signing layer signs such a body in `call`, without cloning the inner
-/// service or waiting on a future: the types are told apart by their `TypeId` (known when the
-/// code is compiled), and each of them hands out its bytes at once.
-#[inline]
-pub(crate) fn in_memory<B: Body + 'static>(body: B) -> Result<Bytes, B> {
-    let mut slot = Some(body);
-    // Each `take` compares two `TypeId`s that are known when `B` is, so all but one branch
-    // (or all of them) compile away.
-    let any: &mut dyn Any = &mut slot;
-    let bytes = if let Some(body) = take::<SignedBody>(any) {
-        body.into_bytes()
-    } else if let Some(mut body) = take::<Full<Bytes>>(any) {
-        // `Full` yields its one frame on the first poll, and never waits.
-        let mut cx = Context::from_waker(Waker::noop());
-        match Pin::new(&mut body).poll_frame(&mut cx) {
-            Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
-            _ => Bytes::new(),
-        }
-    } else if let Some(body) = take::<String>(any) {
-        Bytes::from(body)
-    } else if take::<Empty<Bytes>>(any).is_some() {
-        Bytes::new()
-    } else {
-        return match slot {
-            Some(body) if body.is_end_stream() => Ok(Bytes::new()),
-            Some(body) => Err(body),
-            // Not reached: the slot is emptied only by a `take` that matched, above.
-            None => Ok(Bytes::new()),
-        };
-    };
-    Ok(bytes)
-}
-
-#[inline]
-fn take<T: 'static>(slot: &mut dyn Any) -> Option<T> {
-    slot.downcast_mut::<Option<T>>().and_then(Option::take)
 }
 
 /// Why a body could not be read whole.
@@ -253,9 +214,14 @@ where
 {
     type Output = Result<Bytes, BodyFailure>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
+            // A body that says it has ended is not polled again (nor at all, if it starts so).
+            if this.body.is_end_stream() {
+                break;
+            }
             let frame = match ready!(this.body.as_mut().poll_frame(cx)) {
                 Some(Ok(frame)) => frame,
                 Some(Err(error)) => {
@@ -392,6 +358,10 @@ mod tests {
         }
     }
 
+    fn data_frames(pieces: &[&'static str]) -> Frames {
+        data(pieces)
+    }
+
     fn data(pieces: &[&'static str]) -> Frames {
         Frames(
             pieces
@@ -405,28 +375,48 @@ mod tests {
         block_on(CollectBody::new(body, limit))
     }
 
-    #[test]
-    fn bodies_in_memory_hand_out_their_bytes_without_a_copy() {
-        let data = Bytes::from(vec![7u8; 100]);
-        let taken = in_memory(SignedBody::from(data.clone())).unwrap();
-        assert_eq!(taken.as_ptr(), data.as_ptr());
-        let taken = in_memory(Full::new(data.clone())).unwrap();
-        assert_eq!(taken.as_ptr(), data.as_ptr());
-        assert_eq!(taken.len(), 100);
-        assert_eq!(in_memory(String::from("abc")).unwrap(), "abc");
-        assert_eq!(in_memory(Empty::<Bytes>::new()).unwrap(), "");
-        assert_eq!(in_memory(Full::new(Bytes::new())).unwrap(), "");
-        assert_eq!(in_memory(SignedBody::empty()).unwrap(), "");
+    /// One poll with a waker that does nothing, as the signing layer's `call` does.
+    fn poll_once<B>(body: B) -> Poll<Result<Bytes, BodyFailure>>
+    where
+        B: Body + Unpin,
+        B::Error: Into<BoxError>,
+    {
+        let mut collect = CollectBody::new(body, usize::MAX);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        Pin::new(&mut collect).poll(&mut cx)
     }
 
     #[test]
-    fn other_bodies_come_back_whole() {
-        let Err(body) = in_memory(data(&["ab", "cd"])) else {
-            panic!("a body of frames is not in memory")
+    fn bodies_in_memory_are_ready_at_once_without_a_copy() {
+        use http_body_util::{Empty, Full};
+        let ready = |poll: Poll<Result<Bytes, BodyFailure>>| match poll {
+            Poll::Ready(Ok(bytes)) => bytes,
+            other => panic!("expected the bytes at once, got {other:?}"),
         };
-        assert_eq!(read(body, 4).unwrap(), "abcd");
-        // Same types with other data: not taken either.
-        assert!(in_memory(Full::new(&b"abc"[..])).is_err());
+        let data = Bytes::from(vec![7u8; 100]);
+        let taken = ready(poll_once(SignedBody::from(data.clone())));
+        assert_eq!(taken.as_ptr(), data.as_ptr());
+        let taken = ready(poll_once(Full::new(data.clone())));
+        assert_eq!(taken.as_ptr(), data.as_ptr());
+        assert_eq!(taken.len(), 100);
+        assert_eq!(ready(poll_once(String::from("abc"))), "abc");
+        assert_eq!(ready(poll_once(Empty::<Bytes>::new())), "");
+        assert_eq!(ready(poll_once(Full::new(Bytes::new()))), "");
+        assert_eq!(ready(poll_once(SignedBody::empty())), "");
+        // Other data types too: one frame of `&[u8]`, copied once into `Bytes`.
+        assert_eq!(ready(poll_once(Full::new(&b"abc"[..]))), "abc");
+        assert_eq!(ready(poll_once(data_frames(&["ab", "cd"]))), "abcd");
+    }
+
+    #[test]
+    fn a_body_that_waits_is_pending_then_read_whole() {
+        let (mut tx, body) = http_body_util::channel::Channel::<Bytes, BoxError>::new(4);
+        let mut collect = CollectBody::new(body, 10);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(Pin::new(&mut collect).poll(&mut cx).is_pending());
+        tx.try_send(Frame::data(Bytes::from("ab"))).unwrap();
+        drop(tx);
+        assert_eq!(block_on(collect).unwrap(), "ab");
     }
 
     #[test]

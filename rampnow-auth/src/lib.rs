@@ -17,8 +17,8 @@
 //! ```
 //!
 //! [`Signer`] is the same computation as a plain synchronous function, for use without tower,
-//! and [`RampnowVerifyLayer`] is the server side: it checks signatures exactly as Rampnow does,
-//! for sandboxes and tests (see [`verify`]).
+//! and [`verify::RampnowVerifyLayer`] is the server side: it checks signatures exactly as
+//! Rampnow does, for sandboxes and tests (see [`verify`]).
 //!
 //! # Where the layer goes in a stack
 //!
@@ -59,19 +59,29 @@
 //!
 //! # What else is here
 //!
-//! - [`sign`]: what the middleware does to each request, step by step.
-//! - [`sync`]: learning the server's clock from `Date` headers ([`RampnowAuthLayer::sync_server_time`]).
+//! - [`signing`]: the signing core, every rule of what is signed and what is refused, as plain
+//!   synchronous functions ([`signing::sign`] → [`signing::SigningInstructions`]); the layer,
+//!   the reqwest middleware and the verifier all call it.
+//! - [`RampnowAuth`]: what the middleware does to each request, step by step.
+//! - [`ServerTime`]: learning the server's clock from `Date` headers
+//!   ([`RampnowAuthLayer::sync_server_time`]), read through a corrected [`ServerClock`].
 //! - [`CredentialsHandle`]: rotating credentials without rebuilding the stack.
-//! - [`receipt`]: what was signed, attached to `401` responses for debugging.
+//! - [`SigningReceipt`]: what was signed, attached to `401` responses for debugging.
 //! - [`verify`]: the server side, with a [`KeyStore`] of keys and opt-in replay protection.
 //! - The `tracing` feature: one `debug` event per signed request (never the secret or the body).
+//!
+//! # Where each item lives
+//!
+//! Each public item has one path. The client side — the layer and everything configuring it —
+//! is at the crate root, flat. A module is public only where it groups a family that is not
+//! re-exported at the root: [`signing`] (the core) and [`verify`] (the server side).
 //!
 //! With the `reqwest` feature, `RampnowAuthLayer::reqwest_middleware` gives the same signing,
 //! sharing the layer's configuration, as a `RampnowMiddleware` for reqwest through
 //! reqwest-middleware.
 //!
 //! The [`rampnow-sandbox`](https://docs.rs/rampnow-sandbox) crate runs a local HTTPS server
-//! that verifies signatures with [`RampnowVerifyLayer`] and answers quotes shaped like
+//! that verifies signatures with [`verify::RampnowVerifyLayer`] and answers quotes shaped like
 //! Rampnow's, to try a client without a Rampnow account, as a library in tests or as the
 //! `rampnow-sandbox` program (`cargo run --example quickstart` in this repository shows one).
 //!
@@ -90,10 +100,11 @@ mod headers;
 mod keys;
 #[cfg(feature = "reqwest")]
 mod middleware;
-pub mod receipt;
-pub mod sign;
+mod receipt;
+mod sign;
 mod signer;
-pub mod sync;
+pub mod signing;
+mod sync;
 pub mod verify;
 
 pub use body::SignedBody;
@@ -106,10 +117,11 @@ pub use keys::KeyStore;
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub use middleware::RampnowMiddleware;
 pub use receipt::SigningReceipt;
-pub use sign::{CredentialsHandle, RampnowAuth, RampnowAuthLayer, DEFAULT_MAX_BODY_SIZE};
-pub use signer::{Signature, Signer, SIGNATURE_HEX_LEN, SIGNATURE_LEN};
-pub use sync::ServerTime;
-pub use verify::{RampnowVerify, RampnowVerifyLayer};
+pub use sign::{
+    CredentialsHandle, RampnowAuth, RampnowAuthLayer, ResponseFuture, DEFAULT_MAX_BODY_SIZE,
+};
+pub use signer::{Signature, Signer, SIGNATURE_HEX_LEN};
+pub use sync::{ServerClock, ServerTime, DEFAULT_MAX_OFFSET, MAX_ORIGINS};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -155,7 +155,7 @@ impl RampnowMiddleware {
     /// ```
     pub fn harden(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
         let builder = builder.redirect(reqwest::redirect::Policy::none());
-        if self.config.allow_http {
+        if self.config.settings.allow_http {
             builder.no_proxy()
         } else {
             builder.https_only(true)
@@ -214,9 +214,8 @@ impl Middleware for RampnowMiddleware {
             .await
             .map_err(reqwest_middleware::Error::middleware)?;
         let mut response = next.run(request, extensions).await?;
-        if let Some(receipt) = self
-            .config
-            .received(response.status(), response.headers(), &sent)
+        if let Some(receipt) =
+            sent.received(Some(&self.config), response.status(), response.headers())
         {
             response.extensions_mut().insert(receipt);
         }

@@ -1,36 +1,4 @@
-//! What was signed, for debugging a rejected request.
-//!
-//! When the response to a signed request is `401 Unauthorized`, the signing middleware attaches
-//! a [`SigningReceipt`] to the response's extensions: the timestamp, method, path and query,
-//! the body's length and SHA-256, the header names used, and the first characters of the
-//! signature — never the secret or the body. Compare it with what the server says it received.
-//!
-//! # Example
-//!
-//! ```
-//! use std::convert::Infallible;
-//! use http::{Request, Response, StatusCode};
-//! use rampnow_auth::{Credentials, RampnowAuthLayer, SignedBody, SigningReceipt};
-//! use tower::{service_fn, Layer, ServiceExt};
-//!
-//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! let refuse = service_fn(|_req: Request<SignedBody>| async {
-//!     let mut response = Response::new(());
-//!     *response.status_mut() = StatusCode::UNAUTHORIZED;
-//!     Ok::<_, Infallible>(response)
-//! });
-//! let client = RampnowAuthLayer::new(Credentials::new("ak_live_3f9a1c", "pk_live_secret")?)
-//!     .layer(refuse);
-//! let response = client
-//!     .oneshot(Request::post("https://api.rampnow.io/api/x?a=1").body(SignedBody::from("{}"))?)
-//!     .await?;
-//! let receipt = response.extensions().get::<SigningReceipt>().expect("attached to a 401");
-//! assert_eq!(receipt.path_and_query(), "/api/x?a=1");
-//! assert_eq!(receipt.body_len(), 2);
-//! println!("{receipt}");
-//! # Ok::<(), tower::BoxError>(())
-//! # }).unwrap();
-//! ```
+//! [`SigningReceipt`]: what was signed, attached to `401` responses.
 
 use std::fmt;
 
@@ -43,9 +11,41 @@ use crate::headers::{HeaderNames, Preset};
 use crate::signer::Signature;
 
 /// How many hex digits of the signature a receipt keeps.
-pub const RECEIPT_SIGNATURE_PREFIX: usize = 12;
+pub(crate) const RECEIPT_SIGNATURE_PREFIX: usize = 12;
 
-/// What the middleware signed for one request. See [the module docs](crate::receipt).
+/// What the middleware signed for one request, for debugging a rejected request.
+///
+/// When the response to a signed request is `401 Unauthorized`, the signing middleware attaches
+/// a [`SigningReceipt`] to the response's extensions: the timestamp, method, path and query,
+/// the body's length and SHA-256, the header names used, and the first characters of the
+/// signature — never the secret or the body. Compare it with what the server says it received.
+///
+/// # Example
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response, StatusCode};
+/// use rampnow_auth::{Credentials, RampnowAuthLayer, SignedBody, SigningReceipt};
+/// use tower::{service_fn, Layer, ServiceExt};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let refuse = service_fn(|_req: Request<SignedBody>| async {
+///     let mut response = Response::new(());
+///     *response.status_mut() = StatusCode::UNAUTHORIZED;
+///     Ok::<_, Infallible>(response)
+/// });
+/// let client = RampnowAuthLayer::new(Credentials::new("ak_live_3f9a1c", "pk_live_secret")?)
+///     .layer(refuse);
+/// let response = client
+///     .oneshot(Request::post("https://api.rampnow.io/api/x?a=1").body(SignedBody::from("{}"))?)
+///     .await?;
+/// let receipt = response.extensions().get::<SigningReceipt>().expect("attached to a 401");
+/// assert_eq!(receipt.path_and_query(), "/api/x?a=1");
+/// assert_eq!(receipt.body_len(), 2);
+/// println!("{receipt}");
+/// # Ok::<(), tower::BoxError>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SigningReceipt {
     timestamp: u64,
@@ -94,7 +94,7 @@ impl SigningReceipt {
         &self.header_names
     }
 
-    /// The first [`RECEIPT_SIGNATURE_PREFIX`] hex digits of the signature.
+    /// The first 12 hex digits of the signature.
     #[must_use]
     pub fn signature_prefix(&self) -> &str {
         &self.signature_prefix

@@ -42,7 +42,7 @@ use http::Method;
 use crate::credentials::{Credentials, HmacSha256, HmacSha256Core};
 
 /// Length of a signature in bytes (HMAC-SHA256).
-pub const SIGNATURE_LEN: usize = 32;
+pub(crate) const SIGNATURE_LEN: usize = 32;
 /// Length of a signature in hex digits, as it appears in the header.
 pub const SIGNATURE_HEX_LEN: usize = 2 * SIGNATURE_LEN;
 
@@ -80,11 +80,11 @@ impl Signer {
         body: &[u8],
     ) -> Signature {
         let mut digits = itoa::Buffer::new();
-        sign_parts(
+        crate::signing::message_signature(
             &self.credentials,
             digits.format(timestamp).as_bytes(),
-            method.as_str().as_bytes(),
-            path_and_query.as_bytes(),
+            method,
+            path_and_query,
             body,
         )
     }

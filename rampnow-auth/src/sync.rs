@@ -1,47 +1,5 @@
-//! Server-time sync: sign with the server's idea of the time, not only the local clock's.
-//!
-//! Rampnow refuses a timestamp more than 60 s from its own clock, and client clocks drift. With
-//! [`RampnowAuthLayer::sync_server_time`](crate::RampnowAuthLayer::sync_server_time) the layer
-//! reads the `Date` header of every response and learns how far the server's clock is from the
-//! local one:
-//!
-//! - each sample compares the server's `Date` (whole seconds, so taken as its middle, +0.5 s)
-//!   with the midpoint between sending the request and receiving the response, which cancels
-//!   the network delay when it is symmetric;
-//! - responses carrying `Age` (served from a cache, so their `Date` is old) are ignored, as are
-//!   responses without a valid `Date`;
-//! - the offset in use is the median of the last [`SAMPLES`] samples, so one outlier does not
-//!   swing it;
-//! - a sample further than the bound from the local clock ([`DEFAULT_MAX_OFFSET`], one hour,
-//!   unless set with [`sync_server_time_within`](crate::RampnowAuthLayer::sync_server_time_within))
-//!   is ignored and counted ([`ServerTime::ignored`]), so the offset never leaves the bound:
-//!   a server (or a host posing as one) answering with a `Date` in the year 2100 cannot move the
-//!   clock by decades and make every later request stale.
-//!
-//! Only responses to requests the layer itself signed and sent are read (a request it refused
-//! is never sent, so it has no response to learn from), and each origin (scheme, host, port)
-//! has an offset of its own, learned from its own responses and applied to requests to it
-//! only: a layer without [pinned origins](crate::RampnowAuthLayer::pin_origins) that also
-//! signs for another host cannot be made to sign Rampnow's requests with that host's idea of
-//! the time (or with a time that host chose). At most [`MAX_ORIGINS`] origins are learned; a
-//! request to any other is signed with the local clock.
-//!
-//! The offsets are shared by every clone of the layer and every service it builds; updates take
-//! a short lock, and reading one on the signing path takes a shared read lock and an atomic
-//! load. [`ServerTime::offset`] and [`ServerTime::offset_for`] read them for metrics.
-//!
-//! # Example
-//!
-//! ```
-//! use rampnow_auth::{Credentials, RampnowAuthLayer};
-//!
-//! let layer = RampnowAuthLayer::new(Credentials::new("ak_live_3f9a1c", "pk_live_secret")?)
-//!     .sync_server_time();
-//! let server_time = layer.server_time().expect("sync is on");
-//! assert_eq!(server_time.offset(), 0); // nothing learned yet
-//! assert_eq!(server_time.samples(), 0);
-//! # Ok::<(), rampnow_auth::Error>(())
-//! ```
+//! Server-time sync: [`ServerTime`], the offsets it learns per origin, and the corrected clock
+//! it makes, [`ServerClock`].
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -52,10 +10,11 @@ use std::time::{Duration, SystemTime};
 use http::header::{AGE, DATE};
 use http::{HeaderMap, Uri};
 
-use crate::sign::Origin;
+use crate::clock::Clock;
+use crate::signing::Origin;
 
 /// How many recent samples the median is taken over.
-pub const SAMPLES: usize = 8;
+const SAMPLES: usize = 8;
 
 /// How many origins a [`ServerTime`] learns an offset for; requests to others are signed with
 /// the local clock. A layer usually talks to one (Rampnow's API), at most a handful.
@@ -69,6 +28,49 @@ pub const DEFAULT_MAX_OFFSET: Duration = Duration::from_secs(60 * 60);
 
 /// The learned offsets between the servers' clocks and the local one, one for each origin.
 /// Cheap to clone; clones share the same state.
+///
+/// Rampnow refuses a timestamp more than 60 s from its own clock, and client clocks drift. With
+/// [`RampnowAuthLayer::sync_server_time`](crate::RampnowAuthLayer::sync_server_time) the layer
+/// reads the `Date` header of every response and learns how far the server's clock is from the
+/// local one:
+///
+/// - each sample compares the server's `Date` (whole seconds, so taken as its middle, +0.5 s)
+///   with the midpoint between sending the request and receiving the response, which cancels
+///   the network delay when it is symmetric;
+/// - responses carrying `Age` (served from a cache, so their `Date` is old) are ignored, as are
+///   responses without a valid `Date`;
+/// - the offset in use is the median of the last 8 samples, so one outlier does not
+///   swing it;
+/// - a sample further than the bound from the local clock ([`DEFAULT_MAX_OFFSET`], one hour,
+///   unless set with [`sync_server_time_within`](crate::RampnowAuthLayer::sync_server_time_within))
+///   is ignored and counted ([`ServerTime::ignored`]), so the offset never leaves the bound:
+///   a server (or a host posing as one) answering with a `Date` in the year 2100 cannot move the
+///   clock by decades and make every later request stale.
+///
+/// Only responses to requests the layer itself signed and sent are read (a request it refused
+/// is never sent, so it has no response to learn from), and each origin (scheme, host, port)
+/// has an offset of its own, learned from its own responses and applied to requests to it
+/// only: a layer without [pinned origins](crate::RampnowAuthLayer::pin_origins) that also
+/// signs for another host cannot be made to sign Rampnow's requests with that host's idea of
+/// the time (or with a time that host chose). At most [`MAX_ORIGINS`] origins are learned; a
+/// request to any other is signed with the local clock.
+///
+/// The offsets are shared by every clone of the layer and every service it builds; updates take
+/// a short lock, and reading one on the signing path takes a shared read lock and an atomic
+/// load. [`ServerTime::offset`] and [`ServerTime::offset_for`] read them for metrics.
+///
+/// # Example
+///
+/// ```
+/// use rampnow_auth::{Credentials, RampnowAuthLayer};
+///
+/// let layer = RampnowAuthLayer::new(Credentials::new("ak_live_3f9a1c", "pk_live_secret")?)
+///     .sync_server_time();
+/// let server_time = layer.server_time().expect("sync is on");
+/// assert_eq!(server_time.offset(), 0); // nothing learned yet
+/// assert_eq!(server_time.samples(), 0);
+/// # Ok::<(), rampnow_auth::Error>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct ServerTime {
     state: Arc<State>,
@@ -207,6 +209,29 @@ impl ServerTime {
             .cloned()
     }
 
+    /// A clock that reads `inner` and adds the offset learned for the origin (scheme, host and
+    /// port) of `uri`: the server's time for requests to it, as the signing layer reads it when
+    /// [`sync_server_time`](crate::RampnowAuthLayer::sync_server_time) is on. Past
+    /// [`MAX_ORIGINS`] origins, or for a URI without one, it is `inner` unchanged.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use rampnow_auth::{Clock, ServerTime};
+    ///
+    /// let server_time = ServerTime::new();
+    /// let uri = "https://api.rampnow.io/".parse().unwrap();
+    /// let clock = server_time.clock_for(&uri, || UNIX_EPOCH + Duration::from_secs(1000));
+    /// assert_eq!(clock.now(), UNIX_EPOCH + Duration::from_secs(1000)); // nothing learned yet
+    /// ```
+    pub fn clock_for<C: Clock>(&self, uri: &Uri, inner: C) -> ServerClock<C> {
+        ServerClock {
+            inner,
+            origin: self.origin(uri),
+        }
+    }
+
     /// What is learned of `uri`'s origin: found, or added while there are fewer than
     /// [`MAX_ORIGINS`]; `None` past that, or for a URI without a scheme and host.
     pub(crate) fn origin(&self, uri: &Uri) -> Option<Arc<OriginTime>> {
@@ -298,6 +323,24 @@ impl OriginTime {
         };
         self.offset_ms.store(median, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A [`Clock`] corrected by what a [`ServerTime`] learned of one origin: its inner clock plus
+/// that origin's offset. Made by [`ServerTime::clock_for`]; it reads the offset afresh at every
+/// `now()`, so it follows what later responses teach.
+#[derive(Debug, Clone)]
+pub struct ServerClock<C> {
+    inner: C,
+    origin: Option<Arc<OriginTime>>,
+}
+
+impl<C: Clock> Clock for ServerClock<C> {
+    fn now(&self) -> SystemTime {
+        let local = self.inner.now();
+        self.origin
+            .as_ref()
+            .map_or(local, |origin| origin.correct(local))
     }
 }
 

@@ -21,7 +21,7 @@ fn layer(names: HeaderNames) -> RampnowAuthLayer {
 
 async fn send<B>(names: HeaderNames, request: Request<B>) -> Result<(StatusCode, String), BoxError>
 where
-    B: http_body::Body + Send + 'static,
+    B: http_body::Body + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {

@@ -27,7 +27,7 @@ async fn run<B>(
     request: Request<B>,
 ) -> (Result<Request<SignedBody>, BoxError>, usize)
 where
-    B: http_body::Body + 'static,
+    B: http_body::Body + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
     let calls = Arc::new(AtomicUsize::new(0));
@@ -52,7 +52,7 @@ async fn refused<B>(
     says: &str,
 ) -> Error
 where
-    B: http_body::Body + 'static,
+    B: http_body::Body + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
     let (result, calls) = run(layer, request).await;

@@ -56,7 +56,7 @@ async fn send<B>(
     request: Request<B>,
 ) -> (StatusCode, Value)
 where
-    B: http_body::Body + Send + 'static,
+    B: http_body::Body + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<tower::BoxError>,
 {

@@ -48,16 +48,16 @@ where
     B: Body,
     S: Service<Request<SignedBody>>,
 {
-    /// The body must be read first: `inner` is the service made ready for this request.
+    /// The body is still being read: `inner` is the service made ready for this request.
     pub(super) fn collect(
         parts: Parts,
-        body: B,
+        collect: CollectBody<B>,
         inner: S,
         config: Arc<Config>,
     ) -> ResponseFuture<B, S> {
         ResponseFuture {
             state: State::Collect {
-                collect: CollectBody::new(body, config.max_body_size),
+                collect,
                 parts,
                 inner,
                 config,
@@ -65,20 +65,15 @@ where
         }
     }
 
-    /// The body is in memory: signs and calls `inner` now.
+    /// The body has been read (or failed to): signs and calls `inner` now.
     pub(super) fn call_now(
         mut parts: Parts,
-        body: Bytes,
+        collected: Result<Bytes, BodyFailure>,
         inner: &mut S,
         config: &Arc<Config>,
     ) -> ResponseFuture<B, S> {
-        // The size hints of the in-memory bodies are exact, so `prepare` has checked this; it is
-        // checked again here so that no body type can get past the limit.
-        if body.len() > config.max_body_size {
-            return ResponseFuture::failed(config.body_too_large());
-        }
-        let state = match config.sign(&parts.method, &parts.uri, &mut parts.headers, &body) {
-            Ok(sent) => State::Call {
+        let state = match sign(&mut parts, collected, config) {
+            Ok((body, sent)) => State::Call {
                 future: inner.call(Request::from_parts(parts, SignedBody::from(body))),
                 sent,
                 config: config.for_response(),
@@ -93,6 +88,19 @@ where
             state: State::Failed { error },
         }
     }
+}
+
+/// The one signing step of the layer, whether the body was read in `call` or by the future:
+/// signs `parts` in place (the request's head is not moved to be signed) and returns the body.
+#[inline]
+fn sign(
+    parts: &mut Parts,
+    collected: Result<Bytes, BodyFailure>,
+    config: &Config,
+) -> Result<(Bytes, Sent), Error> {
+    let body = collected.map_err(|failure| body_error(failure, config))?;
+    let sent = config.sign(&parts.method, &parts.uri, &mut parts.headers, &body)?;
+    Ok((body, sent))
 }
 
 impl<B, S, ResBody> Future for ResponseFuture<B, S>
@@ -119,19 +127,8 @@ where
                     else {
                         unreachable!("the state was Collect")
                     };
-                    let signed = collected
-                        .map_err(|failure| body_error(failure, &config))
-                        .and_then(|body| {
-                            let sent = config.sign(
-                                &parts.method,
-                                &parts.uri,
-                                &mut parts.headers,
-                                &body,
-                            )?;
-                            Ok((sent, body))
-                        });
-                    match signed {
-                        Ok((sent, body)) => {
+                    match sign(&mut parts, collected, &config) {
+                        Ok((body, sent)) => {
                             let future =
                                 inner.call(Request::from_parts(parts, SignedBody::from(body)));
                             state.set(State::Call {
@@ -150,12 +147,9 @@ where
                 } => {
                     let result = ready!(future.poll(cx));
                     let receipt = match &result {
-                        Ok(response) => match config {
-                            Some(config) => {
-                                config.received(response.status(), response.headers(), sent)
-                            }
-                            None => sent.receipt(response.status()),
-                        },
+                        Ok(response) => {
+                            sent.received(config.as_deref(), response.status(), response.headers())
+                        }
                         Err(_) => None,
                     };
                     state.set(State::Done);

@@ -3,11 +3,12 @@ use std::time::Duration;
 
 use tower::Layer;
 
-use super::{Config, CredentialsHandle, Origin, RampnowAuth};
+use super::{Config, CredentialsHandle, RampnowAuth};
 use crate::clock::Clock;
 use crate::credentials::Credentials;
 use crate::error::Error;
 use crate::headers::HeaderNames;
+use crate::signing::Origin;
 use crate::sync::ServerTime;
 
 /// A [`Layer`] that signs every request with Rampnow credentials; builds [`RampnowAuth`].
@@ -43,13 +44,13 @@ impl RampnowAuthLayer {
     /// Takes the signing time from `clock` instead of the system clock: a closure
     /// `Fn() -> SystemTime` or any [`Clock`].
     pub fn with_clock(mut self, clock: impl Clock) -> RampnowAuthLayer {
-        Arc::make_mut(&mut self.config).clock = Arc::new(clock);
+        Arc::make_mut(&mut self.config).set_clock(Arc::new(clock));
         self
     }
 
     /// Sends the credentials under these header names (default [`HeaderNames::RN`]).
     pub fn header_names(mut self, names: HeaderNames) -> RampnowAuthLayer {
-        Arc::make_mut(&mut self.config).names = names;
+        Arc::make_mut(&mut self.config).settings.names = names;
         self
     }
 
@@ -57,7 +58,7 @@ impl RampnowAuthLayer {
     /// refused with [`ErrorKind::BodyTooLarge`](crate::ErrorKind::BodyTooLarge) and nothing is
     /// sent.
     pub fn max_body_size(mut self, limit: usize) -> RampnowAuthLayer {
-        Arc::make_mut(&mut self.config).max_body_size = limit;
+        Arc::make_mut(&mut self.config).settings.max_body_size = limit;
         self
     }
 
@@ -104,7 +105,7 @@ impl RampnowAuthLayer {
             .into_iter()
             .map(|o| Origin::parse(o.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
-        Arc::make_mut(&mut self.config).origins = Some(origins.into());
+        Arc::make_mut(&mut self.config).settings.origins = Some(origins.into());
         Ok(self)
     }
 
@@ -118,7 +119,7 @@ impl RampnowAuthLayer {
     /// bound. Only responses to requests this layer signed teach it; pin the origins
     /// ([`pin_origins`](RampnowAuthLayer::pin_origins)) so that only Rampnow's do.
     ///
-    /// [`DEFAULT_MAX_OFFSET`]: crate::sync::DEFAULT_MAX_OFFSET
+    /// [`DEFAULT_MAX_OFFSET`]: crate::DEFAULT_MAX_OFFSET
     pub fn sync_server_time(self) -> RampnowAuthLayer {
         self.sync_server_time_within(crate::sync::DEFAULT_MAX_OFFSET)
     }
@@ -138,7 +139,7 @@ impl RampnowAuthLayer {
     /// # Ok::<(), rampnow_auth::Error>(())
     /// ```
     pub fn sync_server_time_within(mut self, max_offset: Duration) -> RampnowAuthLayer {
-        Arc::make_mut(&mut self.config).server_time = Some(ServerTime::within(max_offset));
+        Arc::make_mut(&mut self.config).set_server_time(ServerTime::within(max_offset));
         self
     }
 
@@ -180,7 +181,7 @@ impl RampnowAuthLayer {
     /// # }).unwrap();
     /// ```
     pub fn allow_http(mut self, allow: bool) -> RampnowAuthLayer {
-        Arc::make_mut(&mut self.config).allow_http = allow;
+        Arc::make_mut(&mut self.config).settings.allow_http = allow;
         self
     }
 
@@ -278,9 +279,12 @@ mod tests {
     fn builders_do_not_change_other_clones() {
         let a = RampnowAuthLayer::new(Credentials::new("k", "s").unwrap());
         let b = a.clone().max_body_size(5).allow_http(true);
-        assert_eq!(a.config.max_body_size, super::super::DEFAULT_MAX_BODY_SIZE);
-        assert!(!a.config.allow_http);
-        assert_eq!(b.config.max_body_size, 5);
-        assert!(b.config.allow_http);
+        assert_eq!(
+            a.config.settings.max_body_size,
+            super::super::DEFAULT_MAX_BODY_SIZE
+        );
+        assert!(!a.config.settings.allow_http);
+        assert_eq!(b.config.settings.max_body_size, 5);
+        assert!(b.config.settings.allow_http);
     }
 }

@@ -119,7 +119,8 @@ use crate::clock::{unix_seconds, Clock, SystemClock, MAX_TIMESTAMP_DIGITS};
 use crate::credentials::Credentials;
 use crate::headers::HeaderNames;
 use crate::keys::KeyStore;
-use crate::signer::{sign_parts, Signature};
+use crate::signer::Signature;
+use crate::signing::message_signature;
 
 /// The default [`tolerance`](RampnowVerifyLayer::tolerance): 60 seconds, as Rampnow's.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(60);
@@ -545,12 +546,12 @@ impl VerifyConfig {
         target: Option<&PathAndQuery>,
         body: &[u8],
     ) -> Result<(VerifiedApiKey, Option<ReplayFuture>), Rejection> {
-        let target = target.map_or("/", PathAndQuery::as_str);
-        let expected = sign_parts(
+        // The message the signer signs, defined once in the signing core.
+        let expected = message_signature(
             &claim.credentials,
             &claim.digits[..claim.digits_len],
-            method.as_str().as_bytes(),
-            target.as_bytes(),
+            method,
+            target.map_or("/", PathAndQuery::as_str),
             body,
         );
         // Constant-time comparison (`Signature`'s `PartialEq`).

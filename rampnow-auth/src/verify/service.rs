@@ -6,12 +6,13 @@ use http::{Request, Response};
 use http_body::Body;
 use tower::{BoxError, Service};
 
-use super::{ResponseFuture, VerifyConfig};
+use super::{RampnowVerifyLayer, ResponseFuture, VerifyConfig};
 use crate::body::SignedBody;
+use crate::keys::KeyStore;
 
 /// Middleware that verifies each request's Rampnow signature before calling the inner
 /// service, and answers refused requests itself. Built by
-/// [`RampnowVerifyLayer`](super::RampnowVerifyLayer).
+/// [`RampnowVerifyLayer`].
 ///
 /// The inner service's response body must be buildable from [`Bytes`] (for the JSON refusal),
 /// as `Full<Bytes>`, axum's `Body` and most server bodies are.
@@ -22,6 +23,33 @@ pub struct RampnowVerify<S> {
 }
 
 impl<S> RampnowVerify<S> {
+    /// Wraps `inner`, verifying against the keys in `keys` with the defaults of
+    /// [`RampnowVerifyLayer::new`]; use [`RampnowVerify::layer`] to configure.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use rampnow_auth::verify::RampnowVerify;
+    /// use rampnow_auth::{Credentials, SignedBody};
+    /// use tower::service_fn;
+    ///
+    /// let inner = service_fn(|_req: http::Request<SignedBody>| async {
+    ///     Ok::<_, Infallible>(http::Response::new(String::new()))
+    /// });
+    /// let verify = RampnowVerify::new(inner, Credentials::new("ak_live_3f9a1c", "pk_live_secret")?);
+    /// # let _ = verify;
+    /// # Ok::<(), rampnow_auth::Error>(())
+    /// ```
+    pub fn new(inner: S, keys: impl KeyStore) -> RampnowVerify<S> {
+        RampnowVerify::from_config(inner, Arc::new(VerifyConfig::new(Arc::new(keys))))
+    }
+
+    /// A [`RampnowVerifyLayer`] verifying against `keys`.
+    pub fn layer(keys: impl KeyStore) -> RampnowVerifyLayer {
+        RampnowVerifyLayer::new(keys)
+    }
+
     pub(crate) fn from_config(inner: S, config: Arc<VerifyConfig>) -> RampnowVerify<S> {
         RampnowVerify { inner, config }
     }
