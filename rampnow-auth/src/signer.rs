@@ -80,7 +80,7 @@ impl Signer {
         body: &[u8],
     ) -> Signature {
         let mut digits = itoa::Buffer::new();
-        crate::signing::message_signature(
+        message_signature(
             &self.credentials,
             digits.format(timestamp).as_bytes(),
             method,
@@ -177,6 +177,26 @@ impl fmt::Debug for Signature {
         let hex = self.encode_hex(&mut buf);
         write!(f, "Signature({}…)", &hex[..8])
     }
+}
+
+/// The signature of one request message: HMAC-SHA256 over the timestamp digits (as sent), the
+/// method, the target and the body. The one definition of the message, for the signer and the
+/// verifier alike.
+#[inline]
+pub(crate) fn message_signature(
+    credentials: &Credentials,
+    timestamp_digits: &[u8],
+    method: &Method,
+    target: &str,
+    body: &[u8],
+) -> Signature {
+    sign_parts(
+        credentials,
+        timestamp_digits,
+        method.as_str().as_bytes(),
+        target.as_bytes(),
+        body,
+    )
 }
 
 #[cfg(test)]

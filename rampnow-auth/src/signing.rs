@@ -71,7 +71,7 @@ use crate::credentials::Credentials;
 use crate::error::{Error, ErrorKind};
 use crate::headers::HeaderNames;
 use crate::receipt::{SignaturePrefix, RECEIPT_SIGNATURE_BYTES};
-use crate::signer::{sign_parts, Signature, SIGNATURE_HEX_LEN};
+use crate::signer::{message_signature, Signature, SIGNATURE_HEX_LEN};
 
 /// The default [`max_body_size`](SigningSettings::max_body_size): 10 MiB.
 pub(crate) const DEFAULT_MAX_BODY_SIZE: usize = 10 * 1024 * 1024;
@@ -601,26 +601,6 @@ fn compute(
         signature: signature_value,
         signature_head: SignaturePrefix::head(&signature),
     })
-}
-
-/// The signature of one request message: HMAC-SHA256 over the timestamp digits (as sent), the
-/// method, the target and the body. The one definition of the message, for the signer and the
-/// verifier alike.
-#[inline]
-pub(crate) fn message_signature(
-    credentials: &Credentials,
-    timestamp_digits: &[u8],
-    method: &Method,
-    target: &str,
-    body: &[u8],
-) -> Signature {
-    sign_parts(
-        credentials,
-        timestamp_digits,
-        method.as_str().as_bytes(),
-        target.as_bytes(),
-        body,
-    )
 }
 
 /// The timestamp and signature header values, sharing one allocation: both are written into

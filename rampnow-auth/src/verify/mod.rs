@@ -119,8 +119,8 @@ use crate::clock::{unix_seconds, Clock, SystemClock, MAX_TIMESTAMP_DIGITS};
 use crate::credentials::Credentials;
 use crate::headers::HeaderNames;
 use crate::keys::KeyStore;
+use crate::signer::message_signature;
 use crate::signer::Signature;
-use crate::signing::message_signature;
 
 /// The default [`tolerance`](RampnowVerifyLayer::tolerance): 60 seconds, as Rampnow's.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(60);
