@@ -825,6 +825,7 @@ fn set_target(uri: &mut Uri, target: String) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signer::sign_parts;
 
     fn target_of(uri: &str) -> Result<String, ErrorKind> {
         let mut uri: Uri = uri.parse().unwrap();
