@@ -190,8 +190,10 @@ fn make_room(whole: &mut Vec<u8>, more: usize, announced: Option<u64>, limit: us
             needed.saturating_add(trusted)
         }
         // Unannounced: a body that came in two frames is likely to come in more of the same
-        // size, so room for a few more at once.
-        None if whole.capacity() == 0 => needed.saturating_mul(4),
+        // size (a streamed upload), so room for sixteen such frames at once, which a body of
+        // up to sixteen frames fills without growing (never past the limit, and given back at
+        // the end if unused).
+        None if whole.capacity() == 0 => needed.saturating_mul(8),
         None => whole.capacity().saturating_mul(2),
     };
     let target = target.max(needed).min(limit.max(needed));
@@ -465,17 +467,17 @@ mod tests {
         let mut whole = vec![0; 100_000];
         make_room(&mut whole, 1, Some(10 << 20), usize::MAX);
         assert_eq!(whole.capacity(), 100_001 * 4);
-        // Unannounced: four times the first two frames.
+        // Unannounced: eight times the first two frames.
         let mut whole = Vec::new();
         make_room(&mut whole, 10, None, 1000);
-        assert_eq!(whole.capacity(), 40);
-        // Doubling, then capped at the limit.
-        whole.resize(40, 0);
-        make_room(&mut whole, 1, None, 1000);
         assert_eq!(whole.capacity(), 80);
+        // Doubling, then capped at the limit.
         whole.resize(80, 0);
-        make_room(&mut whole, 1, None, 100);
-        assert_eq!(whole.capacity(), 100);
+        make_room(&mut whole, 1, None, 1000);
+        assert_eq!(whole.capacity(), 160);
+        whole.resize(160, 0);
+        make_room(&mut whole, 1, None, 200);
+        assert_eq!(whole.capacity(), 200);
         let mut whole = Vec::new();
         make_room(&mut whole, 10, None, 12);
         assert_eq!(whole.capacity(), 12);
