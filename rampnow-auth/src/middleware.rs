@@ -180,6 +180,7 @@ impl RampnowMiddleware {
             .map_or(Some(0), |body| body.as_bytes().map(<[u8]>::len));
         let method = request.method().clone();
         self.config
+            .settings
             .prepare(&method, &mut uri, len.unwrap_or(0) as u64)?;
         if len.is_none() {
             return Err(streaming_body());

@@ -463,14 +463,7 @@ pub fn sign(
         request.body,
     )?;
     if let Cow::Owned(target) = target {
-        instructions.target = Some(PathAndQuery::try_from(target).map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidRequest,
-                "the request target cannot be written with a leading `/`; use a path such as \
-                 /api/partner/v1/...",
-            )
-            .with_source(e)
-        })?);
+        instructions.target = Some(path_and_query(target)?);
     }
     Ok(instructions)
 }
@@ -800,17 +793,22 @@ fn wire_target(uri: &Uri) -> Result<Cow<'_, str>, Error> {
     Ok(Cow::Owned(format!("/{current}")))
 }
 
-/// Puts `target` into `uri` as its path and query.
-fn set_target(uri: &mut Uri, target: String) -> Result<(), Error> {
-    let mut parts = uri.clone().into_parts();
-    parts.path_and_query = Some(PathAndQuery::try_from(target).map_err(|e| {
+/// `target` (in wire form, with its leading `/`) as a path and query.
+fn path_and_query(target: String) -> Result<PathAndQuery, Error> {
+    PathAndQuery::try_from(target).map_err(|e| {
         Error::new(
             ErrorKind::InvalidRequest,
             "the request target cannot be written with a leading `/`; use a path such as \
              /api/partner/v1/...",
         )
         .with_source(e)
-    })?);
+    })
+}
+
+/// Puts `target` into `uri` as its path and query.
+fn set_target(uri: &mut Uri, target: String) -> Result<(), Error> {
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(path_and_query(target)?);
     *uri = Uri::from_parts(parts).map_err(|e| {
         Error::new(
             ErrorKind::InvalidRequest,

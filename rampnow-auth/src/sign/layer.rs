@@ -8,7 +8,6 @@ use crate::clock::Clock;
 use crate::credentials::Credentials;
 use crate::error::Error;
 use crate::headers::HeaderNames;
-use crate::signing::Origin;
 use crate::sync::ServerTime;
 
 /// A [`Layer`] that signs every request with Rampnow credentials; builds [`RampnowAuth`].
@@ -101,11 +100,8 @@ impl RampnowAuthLayer {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let origins = origins
-            .into_iter()
-            .map(|o| Origin::parse(o.as_ref()))
-            .collect::<Result<Vec<_>, _>>()?;
-        Arc::make_mut(&mut self.config).settings.origins = Some(origins.into());
+        let settings = self.config.settings.clone().pin_origins(origins)?;
+        Arc::make_mut(&mut self.config).settings = settings;
         Ok(self)
     }
 

@@ -158,17 +158,6 @@ impl Config {
         self.server_time = Some(server_time);
     }
 
-    /// The core's checks that need no body, before it is read; puts the target in wire form.
-    #[inline]
-    pub(crate) fn prepare(
-        &self,
-        method: &Method,
-        uri: &mut Uri,
-        body_lower_bound: u64,
-    ) -> Result<(), Error> {
-        self.settings.prepare(method, uri, body_lower_bound)
-    }
-
     /// Signs the prepared request whose body has been read (within the limit) with the core,
     /// and applies the instructions to its headers; returns what is kept for the response.
     pub(crate) fn sign(

@@ -146,7 +146,11 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let (mut parts, body) = request.into_parts();
         let lower = body.size_hint().lower();
-        if let Err(error) = self.config.prepare(&parts.method, &mut parts.uri, lower) {
+        if let Err(error) = self
+            .config
+            .settings
+            .prepare(&parts.method, &mut parts.uri, lower)
+        {
             return ResponseFuture::failed(error);
         }
         let mut collect = CollectBody::new(body, self.config.settings.max_body_size);
