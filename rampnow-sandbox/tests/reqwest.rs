@@ -617,16 +617,23 @@ async fn a_redirect_never_carries_the_key_to_another_origin() {
 async fn the_hardened_client_refuses_plain_http_itself() {
     let layer = RampnowAuthLayer::new(Credentials::new(SANDBOX_API_KEY, "pk_redirect").unwrap());
     let (listener, port) = untouched_listener();
-    // reqwest is built here without a crypto provider of its own.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let url = format!("http://127.0.0.1:{port}/x");
+    // The middleware refuses plain HTTP first.
     let client = layer.reqwest_client(reqwest::Client::builder()).unwrap();
-    let error = client
-        .get(format!("http://127.0.0.1:{port}/x"))
-        .send()
-        .await
-        .unwrap_err();
-    // The middleware refuses first; reqwest's https_only would too.
+    let error = client.get(&url).send().await.unwrap_err();
     assert!(error.is_middleware(), "{error}");
+    // Below it, the client `harden` built refuses too (`https_only`), even a request that no
+    // middleware checked: a plain reqwest client, not the middleware's.
+    let hardened = layer
+        .reqwest_middleware()
+        .harden(reqwest::Client::builder())
+        .build()
+        .unwrap();
+    let error = hardened.get(&url).send().await.unwrap_err();
+    assert!(
+        error.is_builder(),
+        "refused by reqwest itself, before connecting: {error}"
+    );
     assert_untouched(&listener);
 }
 
