@@ -629,7 +629,12 @@ async fn the_hardened_client_refuses_plain_http_itself() {
         .harden(reqwest::Client::builder())
         .build()
         .unwrap();
-    let error = hardened.get(&url).send().await.unwrap_err();
+    // Bounded: a client that did send would wait for an answer that never comes.
+    let sent = hardened.get(&url).send();
+    let error = tokio::time::timeout(std::time::Duration::from_secs(5), sent)
+        .await
+        .expect("refused at once, not sent")
+        .unwrap_err();
     assert!(
         error.is_builder(),
         "refused by reqwest itself, before connecting: {error}"
