@@ -16,10 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::{
-    Sandbox, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_REQUEST_HEAD_BYTES,
-    DEFAULT_TLS_HANDSHAKE_TIMEOUT, QUOTE_PATH, SANDBOX_API_SECRET,
-};
+use crate::{Sandbox, SandboxBuilder, QUOTE_PATH, SANDBOX_API_SECRET};
 use rampnow_auth::{Credentials, API_KEY_ENV, API_SECRET_ENV};
 
 const USAGE: &str = "\
@@ -52,12 +49,9 @@ struct Args {
     api_secret: Option<String>,
     cert_out: PathBuf,
     clock_skew: i64,
-    header_read_timeout: Duration,
-    tls_handshake_timeout: Duration,
-    max_connections: usize,
-    max_request_head_bytes: usize,
-    body_read_timeout: Duration,
-    max_body_size: usize,
+    /// The limits given as flags, applied as they are read; the builder keeps the defaults of
+    /// the others.
+    limits: SandboxBuilder,
 }
 
 fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>, String> {
@@ -67,12 +61,7 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>, St
         api_secret: None,
         cert_out: std::env::temp_dir().join("rampnow-sandbox-ca.pem"),
         clock_skew: 0,
-        header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
-        tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
-        max_connections: DEFAULT_MAX_CONNECTIONS,
-        max_request_head_bytes: DEFAULT_MAX_REQUEST_HEAD_BYTES,
-        body_read_timeout: rampnow_auth::verify::DEFAULT_BODY_READ_TIMEOUT,
-        max_body_size: crate::DEFAULT_MAX_BODY_SIZE,
+        limits: Sandbox::builder(),
     };
     let mut argv = argv.into_iter();
     while let Some(arg) = argv.next() {
@@ -110,12 +99,26 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>, St
                     format!("--clock-skew {text:?} is not a number of seconds, such as 300 or -90")
                 })?;
             }
-            "--header-read-timeout" => args.header_read_timeout = seconds(&flag, &value()?)?,
-            "--tls-handshake-timeout" => args.tls_handshake_timeout = seconds(&flag, &value()?)?,
-            "--max-connections" => args.max_connections = count(&flag, &value()?)?,
-            "--max-request-head-bytes" => args.max_request_head_bytes = count(&flag, &value()?)?,
-            "--body-read-timeout" => args.body_read_timeout = seconds(&flag, &value()?)?,
-            "--max-body-size" => args.max_body_size = count(&flag, &value()?)?,
+            "--header-read-timeout" => {
+                args.limits = args.limits.header_read_timeout(seconds(&flag, &value()?)?);
+            }
+            "--tls-handshake-timeout" => {
+                args.limits = args
+                    .limits
+                    .tls_handshake_timeout(seconds(&flag, &value()?)?);
+            }
+            "--max-connections" => {
+                args.limits = args.limits.max_connections(count(&flag, &value()?)?);
+            }
+            "--max-request-head-bytes" => {
+                args.limits = args.limits.max_request_head_bytes(count(&flag, &value()?)?);
+            }
+            "--body-read-timeout" => {
+                args.limits = args.limits.body_read_timeout(seconds(&flag, &value()?)?);
+            }
+            "--max-body-size" => {
+                args.limits = args.limits.max_body_size(count(&flag, &value()?)?);
+            }
             _ => return Err(format!("unknown option {arg:?}")),
         }
     }
@@ -194,16 +197,11 @@ pub async fn run(argv: impl IntoIterator<Item = String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let sandbox = match Sandbox::builder()
+    let sandbox = match args
+        .limits
         .addr(args.addr)
         .credentials(credentials)
         .clock_skew_secs(args.clock_skew)
-        .header_read_timeout(args.header_read_timeout)
-        .body_read_timeout(args.body_read_timeout)
-        .max_body_size(args.max_body_size)
-        .tls_handshake_timeout(args.tls_handshake_timeout)
-        .max_connections(args.max_connections)
-        .max_request_head_bytes(args.max_request_head_bytes)
         .start()
         .await
     {
@@ -282,4 +280,71 @@ fn print_banner(sandbox: &Sandbox, public_pair: bool, cert: &str, clock_skew: i6
     println!("trusting {cert} (see examples/quickstart.rs).");
     println!();
     println!("Requests are logged below. Ctrl-C stops the sandbox.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Option<Args>, String> {
+        parse_args(args.iter().map(|a| (*a).to_owned()))
+    }
+
+    #[test]
+    fn limit_flags_reach_the_builder_and_the_others_keep_their_defaults() {
+        let args = parse(&[
+            "--header-read-timeout",
+            "0.5",
+            "--tls-handshake-timeout=2",
+            "--max-connections",
+            "7",
+            "--max-request-head-bytes",
+            "9000",
+            "--body-read-timeout",
+            "3",
+            "--max-body-size",
+            "100",
+        ])
+        .unwrap()
+        .unwrap();
+        let limits = format!("{:?}", args.limits);
+        for expected in [
+            "header_read_timeout: 500ms",
+            "tls_handshake_timeout: 2s",
+            "max_connections: 7",
+            "max_request_head_bytes: 9000",
+            "body_read_timeout: 3s",
+            "max_body_size: 100",
+        ] {
+            assert!(limits.contains(expected), "{expected} not in {limits}");
+        }
+        let defaults = format!("{:?}", parse(&[]).unwrap().unwrap().limits);
+        assert!(defaults.contains(&format!(
+            "max_connections: {}",
+            crate::DEFAULT_MAX_CONNECTIONS
+        )));
+        assert!(defaults.contains(&format!("max_body_size: {}", crate::DEFAULT_MAX_BODY_SIZE)));
+    }
+
+    #[test]
+    fn bad_values_say_what_to_give() {
+        for bad in [
+            &["--max-connections", "0"][..],
+            &["--header-read-timeout", "-1"],
+            &["--max-body-size", "lots"],
+            &["--addr", "nowhere"],
+            &["--no-such-flag"],
+            &["--cert-out"],
+        ] {
+            let message = parse(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert!(
+                message.contains("such as")
+                    || message.contains("unknown")
+                    || message.contains("needs a value"),
+                "{bad:?}: {message}"
+            );
+        }
+    }
 }

@@ -557,6 +557,8 @@ impl fmt::Debug for SandboxBuilder {
                 "max_request_head_bytes",
                 &self.limits.max_request_head_bytes,
             )
+            .field("body_read_timeout", &self.limits.body_read_timeout)
+            .field("max_body_size", &self.limits.max_body_size)
             .finish_non_exhaustive()
     }
 }
