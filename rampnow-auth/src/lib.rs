@@ -29,7 +29,7 @@
 //! | layer | where | why |
 //! |---|---|---|
 //! | timeout | outside | bounds the whole call, retries included; a stalled body times out before anything is sent |
-//! | retry | outside | each attempt passes through the signer again: a fresh timestamp, a fresh signature, headers replaced not duplicated |
+//! | retry ([`retry::RampnowRetry`]) | outside | each attempt passes through the signer again: a fresh timestamp, a fresh signature, headers replaced not duplicated |
 //! | redirect following (`FollowRedirectLayer`) | outside | each hop is checked again (with [`pin_origins`](RampnowAuthLayer::pin_origins), a redirect to another host is refused, not signed) |
 //! | request compression, body rewriting | outside, or not at all | the signature covers the bytes the signer sees; anything that changes them afterwards breaks it |
 //! | response decompression | either side | responses are not signed |
@@ -67,6 +67,8 @@
 //!   ([`RampnowAuthLayer::sync_server_time`]), read through a corrected [`ServerClock`].
 //! - [`CredentialsHandle`]: rotating credentials without rebuilding the stack.
 //! - [`SigningReceipt`]: what was signed, attached to `401` responses for debugging.
+//! - [`retry`]: [`retry::RampnowRetry`], the retry policy for tower's `Retry` layer: what is
+//!   safe to send again, backoff with full jitter, `Retry-After`, and a retry budget.
 //! - [`verify`]: the server side, with a [`KeyStore`] of keys and opt-in replay protection.
 //! - The `tracing` feature: one `debug` event per signed request (never the secret or the body).
 //!
@@ -74,7 +76,8 @@
 //!
 //! Each public item has one path. The client side — the layer and everything configuring it —
 //! is at the crate root, flat. A module is public only where it groups a family that is not
-//! re-exported at the root: [`signing`] (the core) and [`verify`] (the server side).
+//! re-exported at the root: [`signing`] (the core), [`retry`] (the retry policy and its wait) and
+//! [`verify`] (the server side).
 //!
 //! With the `reqwest` feature, `RampnowAuthLayer::reqwest_middleware` gives the same signing,
 //! sharing the layer's configuration, as a `RampnowMiddleware` for reqwest through
@@ -103,6 +106,7 @@ mod middleware;
 mod receipt;
 mod sign;
 mod signer;
+pub mod retry;
 pub mod signing;
 mod sync;
 pub mod verify;
