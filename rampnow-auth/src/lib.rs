@@ -104,9 +104,9 @@ mod keys;
 #[cfg(feature = "reqwest")]
 mod middleware;
 mod receipt;
+pub mod retry;
 mod sign;
 mod signer;
-pub mod retry;
 pub mod signing;
 mod sync;
 pub mod verify;

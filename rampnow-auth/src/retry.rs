@@ -548,7 +548,10 @@ mod tests {
     fn retry_after_seconds() {
         let now = SystemTime::now();
         assert_eq!(parse_retry_after(b"1", now), Some(Duration::from_secs(1)));
-        assert_eq!(parse_retry_after(b" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after(b" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(parse_retry_after(b"0", now), Some(Duration::ZERO));
     }
 
@@ -630,7 +633,11 @@ mod tests {
             .header(RETRY_AFTER, "21")
             .body(())
             .unwrap();
-        assert_eq!(policy.decide(&Method::GET, &Ok(response)), None, "21 s > 20 s cap");
+        assert_eq!(
+            policy.decide(&Method::GET, &Ok(response)),
+            None,
+            "21 s > 20 s cap"
+        );
 
         let mut policy = RampnowRetry::new().no_budget();
         let response = Response::builder()
@@ -653,7 +660,9 @@ mod tests {
             .header(RETRY_AFTER, "whenever")
             .body(())
             .unwrap();
-        let delay = policy.decide(&Method::POST, &Ok(response)).expect("retried");
+        let delay = policy
+            .decide(&Method::POST, &Ok(response))
+            .expect("retried");
         assert!(delay <= DEFAULT_BASE_DELAY, "{delay:?}");
     }
 
@@ -667,7 +676,10 @@ mod tests {
         assert_eq!(backoff_ceiling(base, max, 8), max);
         for retry in [31, 32, 63, 64, 1000, u32::MAX] {
             assert_eq!(backoff_ceiling(base, max, retry), max, "retry {retry}");
-            assert_eq!(backoff_ceiling(Duration::MAX, Duration::MAX, retry), Duration::MAX);
+            assert_eq!(
+                backoff_ceiling(Duration::MAX, Duration::MAX, retry),
+                Duration::MAX
+            );
         }
         // Base above the cap: the cap.
         assert_eq!(backoff_ceiling(Duration::from_secs(60), max, 0), max);
@@ -695,7 +707,10 @@ mod tests {
             }
             assert!(seen_low && seen_high, "spread over [0, {ceiling:?}]");
         }
-        assert_eq!(full_jitter(Duration::ZERO, max, 3, u64::MAX), Duration::ZERO);
+        assert_eq!(
+            full_jitter(Duration::ZERO, max, 3, u64::MAX),
+            Duration::ZERO
+        );
         assert!(full_jitter(Duration::MAX, Duration::MAX, 3, u64::MAX) <= Duration::MAX);
     }
 
@@ -716,7 +731,10 @@ mod tests {
             .max_delay(Duration::ZERO)
             .no_budget();
         let response = Response::builder().status(504).body(()).unwrap();
-        assert_eq!(zero.decide(&Method::GET, &Ok(response)), Some(Duration::ZERO));
+        assert_eq!(
+            zero.decide(&Method::GET, &Ok(response)),
+            Some(Duration::ZERO)
+        );
     }
 
     #[test]
@@ -726,7 +744,11 @@ mod tests {
         let mut request = template.clone();
         assert!(request.decide(&Method::GET, &failure()).is_some());
         assert!(request.decide(&Method::GET, &failure()).is_some());
-        assert_eq!(request.decide(&Method::GET, &failure()), None, "3 attempts in all");
+        assert_eq!(
+            request.decide(&Method::GET, &failure()),
+            None,
+            "3 attempts in all"
+        );
         // The template was not advanced by its clone.
         let mut next = template.clone();
         assert!(next.decide(&Method::GET, &failure()).is_some());
@@ -782,7 +804,10 @@ mod tests {
     fn errors() {
         use crate::ErrorKind;
         let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
-        assert_eq!(classify_error(wrapped(refused).as_ref()), ErrorClass::NotSent);
+        assert_eq!(
+            classify_error(wrapped(refused).as_ref()),
+            ErrorClass::NotSent
+        );
         for kind in [
             io::ErrorKind::ConnectionReset,
             io::ErrorKind::BrokenPipe,
@@ -791,7 +816,11 @@ mod tests {
             io::ErrorKind::HostUnreachable,
         ] {
             let error = wrapped(io::Error::from(kind));
-            assert_eq!(classify_error(error.as_ref()), ErrorClass::MaybeSent, "{kind:?}");
+            assert_eq!(
+                classify_error(error.as_ref()),
+                ErrorClass::MaybeSent,
+                "{kind:?}"
+            );
         }
         let elapsed: BoxError = Box::new(tower::timeout::error::Elapsed::new());
         assert_eq!(classify_error(elapsed.as_ref()), ErrorClass::MaybeSent);
@@ -843,7 +872,10 @@ mod tests {
                 granted += 1;
             }
         }
-        assert!((5..=15).contains(&granted), "{granted} retries for 100 requests");
+        assert!(
+            (5..=15).contains(&granted),
+            "{granted} retries for 100 requests"
+        );
     }
 
     #[test]
