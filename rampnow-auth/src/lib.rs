@@ -38,6 +38,7 @@
 //!
 //! ```
 //! use std::time::Duration;
+//! use rampnow_auth::retry::RampnowRetry;
 //! use rampnow_auth::{Credentials, RampnowAuthLayer, SignedBody};
 //! use tower::ServiceBuilder;
 //! use tower_http::follow_redirect::FollowRedirectLayer;
@@ -47,6 +48,7 @@
 //! # let credentials = Credentials::new("ak_live_3f9a1c", "pk_live_secret")?;
 //! let client = ServiceBuilder::new()
 //!     .timeout(Duration::from_secs(10))
+//!     .retry(RampnowRetry::new())
 //!     .layer(FollowRedirectLayer::new())
 //!     .layer(
 //!         RampnowAuthLayer::new(credentials)
