@@ -738,6 +738,32 @@ mod tests {
     }
 
     #[test]
+    fn without_a_timer_a_retry_that_must_wait_is_not_made() {
+        // Outside any runtime.
+        assert!(RetryDelay::new(Duration::from_millis(1)).is_none());
+        assert!(
+            RetryDelay::new(Duration::ZERO).is_some(),
+            "no wait needs no timer"
+        );
+        // In a runtime built without `enable_time` (tokio's panic is caught; its message
+        // still reaches the panic hook).
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            assert!(RetryDelay::new(Duration::from_millis(1)).is_none());
+        });
+    }
+
+    #[tokio::test]
+    async fn the_delay_waits_its_time() {
+        let start = tokio::time::Instant::now();
+        RetryDelay::new(Duration::from_millis(20)).unwrap().await;
+        assert!(start.elapsed() >= Duration::from_millis(20));
+        RetryDelay::new(Duration::ZERO).unwrap().await;
+    }
+
+    #[test]
     fn attempts_are_counted_per_clone() {
         let template = RampnowRetry::new().max_attempts(3).no_budget();
         let failure = || Ok(Response::builder().status(503).body(()).unwrap());
