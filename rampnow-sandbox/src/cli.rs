@@ -294,8 +294,13 @@ fn print_banner(sandbox: &Sandbox, public_pair: bool, cert: &str, clock_skew: i6
         "  curl --cacert '{cert}' -H 'RN-API-KEY: {key}' -H \"RN-ACCESS-TIMESTAMP: $ts\" -H \"RN-ACCESS-SIGN: $sig\" \"{url}$target\""
     );
     println!();
+    println!("Or let this program sign one request and print the curl command:");
+    println!(
+        "  rampnow-sandbox sign --cacert '{cert}' GET '{url}{QUOTE_PATH}?srcCurrency=USD&dstCurrency=BTC&srcAmount=100'"
+    );
+    println!();
     println!("Or from Rust: sign with RampnowAuthLayer and these credentials, send to {url},");
-    println!("trusting {cert} (see examples/quickstart.rs).");
+    println!("trusting rampnow_sandbox::client_config_from_ca_file(\"{cert}\").");
     println!();
     println!("Requests are logged below. Ctrl-C stops the sandbox.");
 }
