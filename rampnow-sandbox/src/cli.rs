@@ -4,7 +4,11 @@
 //! ```text
 //! rampnow-sandbox
 //! rampnow-sandbox --addr 127.0.0.1:9443 --cert-out ca.pem --clock-skew 300
+//! rampnow-sandbox sign POST https://127.0.0.1:8443/api/partner/v1/ext/ramp_order/quote '{"srcCurrency":"EUR","dstCurrency":"ETH","srcAmount":"100.0"}'
 //! ```
+//!
+//! Subcommands: `sign METHOD URL [BODY | @FILE]` prints the three auth headers for one request
+//! and a `curl` command that sends it (`rampnow-sandbox sign --help`).
 //!
 //! Credentials: `--api-key` and `--api-secret`, else `RAMPNOW_API_KEY` and `RAMPNOW_API_SECRET`,
 //! else the documented sandbox pair (public, printed). A secret given on the command line is
@@ -19,8 +23,12 @@ use std::time::Duration;
 use crate::{Sandbox, SandboxBuilder, QUOTE_PATH, SANDBOX_API_SECRET};
 use rampnow_auth::{Credentials, API_KEY_ENV, API_SECRET_ENV};
 
+mod sign;
+
 const USAGE: &str = "\
-usage: rampnow-sandbox [options]
+usage: rampnow-sandbox [options]                  run a sandbox until Ctrl-C
+       rampnow-sandbox sign METHOD URL [BODY]    print the auth headers and a curl command
+                                                 for one request (sign --help for more)
        (from a checkout: cargo run --example sandbox -- [options])
 
   --addr ADDR         listen on ADDR (default 127.0.0.1:8443; port 0 picks a free one)
@@ -163,10 +171,11 @@ fn credentials(args: &mut Args) -> Result<(Credentials, bool), String> {
     }
 }
 
-/// Runs the `rampnow-sandbox` command with these arguments (without the program name): parses
-/// the options, starts a [`Sandbox`], writes its CA certificate, prints its URL,
-/// credentials and a `curl` command, and serves until Ctrl-C. Returns the process's exit code:
-/// 2 for bad options, 1 when the sandbox cannot start.
+/// Runs the `rampnow-sandbox` command with these arguments (without the program name): a
+/// subcommand (`sign`) when the first argument names one, else the sandbox: parses the
+/// options, starts a [`Sandbox`], writes its CA certificate, prints its URL, credentials and a
+/// `curl` command, and serves until Ctrl-C. Returns the process's exit code: 2 for bad
+/// options, 1 when the sandbox cannot start (or the subcommand fails).
 ///
 /// # Example
 ///
@@ -178,6 +187,15 @@ fn credentials(args: &mut Args) -> Result<(Credentials, bool), String> {
 /// # }
 /// ```
 pub async fn run(argv: impl IntoIterator<Item = String>) -> ExitCode {
+    let mut argv = argv.into_iter().peekable();
+    match argv.peek().map(String::as_str) {
+        Some("sign") => sign::run(argv.skip(1)),
+        _ => serve(argv).await,
+    }
+}
+
+/// The sandbox itself: `rampnow-sandbox [options]`.
+async fn serve(argv: impl IntoIterator<Item = String>) -> ExitCode {
     let mut args = match parse_args(argv) {
         Ok(Some(args)) => args,
         Ok(None) => {
@@ -276,8 +294,13 @@ fn print_banner(sandbox: &Sandbox, public_pair: bool, cert: &str, clock_skew: i6
         "  curl --cacert '{cert}' -H 'RN-API-KEY: {key}' -H \"RN-ACCESS-TIMESTAMP: $ts\" -H \"RN-ACCESS-SIGN: $sig\" \"{url}$target\""
     );
     println!();
+    println!("Or let this program sign one request and print the curl command:");
+    println!(
+        "  rampnow-sandbox sign --cacert '{cert}' GET '{url}{QUOTE_PATH}?srcCurrency=USD&dstCurrency=BTC&srcAmount=100'"
+    );
+    println!();
     println!("Or from Rust: sign with RampnowAuthLayer and these credentials, send to {url},");
-    println!("trusting {cert} (see examples/quickstart.rs).");
+    println!("trusting rampnow_sandbox::client_config_from_ca_file(\"{cert}\").");
     println!();
     println!("Requests are logged below. Ctrl-C stops the sandbox.");
 }

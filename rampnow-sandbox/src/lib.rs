@@ -7,7 +7,8 @@
 //! (`{"error": "signature_mismatch", "reason": "..."}`, status 401). Use it to try a client
 //! without a Rampnow account: from Rust tests as a library (a dev-dependency), or from any
 //! language as a program — `cargo install rampnow-sandbox`, then `rampnow-sandbox` serves on
-//! `127.0.0.1:8443` until Ctrl-C (see [`cli`]).
+//! `127.0.0.1:8443` until Ctrl-C (see [`cli`]). A Rust client of such a program trusts its CA
+//! file with [`client_config_from_ca_file`].
 //!
 //! TLS is rustls with its default provider, aws-lc-rs, and no other: a test crate whose own
 //! rustls, hyper-rustls or reqwest are on their defaults uses the same one, so
@@ -145,6 +146,9 @@ use rampnow_auth::Credentials;
 use rampnow_auth::{Clock, SystemClock};
 use targets::{Refusal, TargetTracker, Targets};
 
+pub use ca::client_config_from_ca_file;
+
+mod ca;
 pub mod cli;
 mod routes;
 mod targets;
