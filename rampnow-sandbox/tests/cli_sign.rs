@@ -225,3 +225,20 @@ async fn the_printed_curl_command_is_accepted_by_a_sandbox() {
         format!("{QUOTE_PATH}?srcCurrency=USD&dstCurrency=BTC&srcAmount=100&note=it's")
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn an_argument_that_is_not_utf8_is_refused_with_a_message() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let output = Command::new(env!("CARGO_BIN_EXE_rampnow-sandbox"))
+        .arg("sign")
+        .arg("POST")
+        .arg("https://api.rampnow.io/x")
+        .arg(std::ffi::OsStr::from_bytes(b"{\"a\":\"\xff\"}"))
+        .output()
+        .expect("the rampnow-sandbox program runs");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not valid UTF-8"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
