@@ -117,12 +117,12 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{CONNECTION, DATE};
+use http::header::{CONNECTION, DATE, RETRY_AFTER};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -144,10 +144,13 @@ use rampnow_auth::verify::{RampnowVerifyLayer, Rejection};
 use rampnow_auth::Credentials;
 use rampnow_auth::{Clock, SystemClock};
 use targets::{Refusal, TargetTracker, Targets};
+use throttle::Throttle;
+pub use throttle::{LimitRefusal, MAX_RATE_LIMIT, RATE_LIMIT_MAX_ADDRESSES};
 
 pub mod cli;
 mod routes;
 mod targets;
+mod throttle;
 
 /// The sandbox's default API key. Public: it only opens the sandbox.
 pub const SANDBOX_API_KEY: &str = "ak_sandbox_rampnow_auth";
@@ -277,6 +280,8 @@ pub struct SandboxBuilder {
     replay_capacity: Option<usize>,
     quiet: bool,
     limits: Limits,
+    rate_limit: Option<u32>,
+    fail_every: Option<u64>,
 }
 
 /// The connection limits (see the module docs' "Limits").
@@ -310,6 +315,8 @@ impl SandboxBuilder {
                 body_read_timeout: rampnow_auth::verify::DEFAULT_BODY_READ_TIMEOUT,
                 max_body_size: DEFAULT_MAX_BODY_SIZE,
             },
+            rate_limit: None,
+            fail_every: None,
         }
     }
 
@@ -463,6 +470,59 @@ impl SandboxBuilder {
         self
     }
 
+    /// Plays Rampnow's rate limit: past `per_second` requests within one second from one
+    /// client address, answers `429 Too Many Requests` with `Retry-After` and a JSON body with
+    /// the code `rate_limited` (default: off; from 1 to [`MAX_RATE_LIMIT`]; Rampnow allows 20
+    /// in production and 15 in staging).
+    ///
+    /// Exactly: a request is refused when `per_second` requests from its IP address (any port;
+    /// an IPv4-mapped IPv6 address counts as its IPv4 address) were already *accepted* within
+    /// the last second, a sliding window, so no one-second interval ever holds more than
+    /// `per_second` accepted requests from one address. Refused requests do not count.
+    /// `Retry-After` is the time until a request would be accepted, in whole seconds rounded
+    /// up (with a one-second window, always `1`). The limit applies before the signature is
+    /// verified, as at a real gateway: unsigned and badly signed requests count, and a refused
+    /// request is not verified (its signature is not remembered as used). The limiter tracks
+    /// at most [`RATE_LIMIT_MAX_ADDRESSES`] addresses; see there for what happens past it,
+    /// and for the memory it holds.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use rampnow_sandbox::Sandbox;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sandbox = Sandbox::builder()
+    ///     .rate_limit(20) // as Rampnow's production API
+    ///     .fail_every(10) // and the 10th, 20th, ... request fails with 503
+    ///     .quiet(true)
+    ///     .start()
+    ///     .await?;
+    /// # drop(sandbox);
+    /// assert!(Sandbox::builder().rate_limit(0).start().await.is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn rate_limit(mut self, per_second: u32) -> SandboxBuilder {
+        self.rate_limit = Some(per_second);
+        self
+    }
+
+    /// Fails the `k`-th, `2k`-th, `3k`-th, ... request with `503 Service Unavailable` and a
+    /// JSON body with the code `service_unavailable` (default: off; `1` fails every request,
+    /// `0` is refused by [`start`](Self::start)), to see a client retry.
+    ///
+    /// Requests are counted by one counter for the whole sandbox, in the order they arrive,
+    /// across connections and addresses; only requests that passed the
+    /// [`rate_limit`](Self::rate_limit) count. The failure comes before the signature is
+    /// verified: nothing was processed, and the signature is not remembered as used. No
+    /// `Retry-After` is sent, since the next request is served at once: a client's own backoff
+    /// decides when it retries.
+    pub fn fail_every(mut self, k: u64) -> SandboxBuilder {
+        self.fail_every = Some(k);
+        self
+    }
+
     /// Makes a certificate, binds the address and starts serving on the current Tokio runtime,
     /// in the background, until the [`Sandbox`] is dropped or [shut down](Sandbox::shutdown).
     ///
@@ -491,6 +551,7 @@ impl SandboxBuilder {
             ));
         }
         self.limits.check()?;
+        let throttle = Throttle::new(self.rate_limit, self.fail_every)?.map(Arc::new);
         let credentials = self.credentials.unwrap_or_else(sandbox_credentials);
         let tls = Tls::generate().map_err(|error| {
             io::Error::other(format!(
@@ -528,6 +589,7 @@ impl SandboxBuilder {
             log.clone(),
             clock,
             self.limits,
+            throttle,
         ));
         Ok(Sandbox {
             addr,
@@ -559,6 +621,8 @@ impl fmt::Debug for SandboxBuilder {
             )
             .field("body_read_timeout", &self.limits.body_read_timeout)
             .field("max_body_size", &self.limits.max_body_size)
+            .field("rate_limit", &self.rate_limit)
+            .field("fail_every", &self.fail_every)
             .finish_non_exhaustive()
     }
 }
@@ -780,15 +844,19 @@ pub struct LogEntry {
     /// The status answered.
     pub status: StatusCode,
     /// Why the verifier refused the request; `None` when the signature verified (the routes
-    /// then answered, whatever the status).
+    /// then answered, whatever the status) or the request did not reach the verifier.
     pub rejection: Option<Rejection>,
+    /// Why the sandbox refused the request before the verifier, when it played a limit
+    /// ([`rate_limit`](SandboxBuilder::rate_limit), `429`, or
+    /// [`fail_every`](SandboxBuilder::fail_every), `503`); `None` when the request went on.
+    pub limit: Option<LimitRefusal>,
 }
 
 impl LogEntry {
     /// Whether the signature verified (the request reached the routes).
     #[must_use]
     pub fn verified(&self) -> bool {
-        self.rejection.is_none()
+        self.rejection.is_none() && self.limit.is_none()
     }
 }
 
@@ -796,9 +864,10 @@ impl fmt::Display for LogEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let method = cut(self.method.as_str(), LOG_METHOD_MAX_BYTES);
         write!(f, "{method} {} -> {}", self.target, self.status)?;
-        match &self.rejection {
-            Some(rejection) => write!(f, " refused: {rejection}"),
-            None => f.write_str(" (signature verified)"),
+        match (&self.limit, &self.rejection) {
+            (Some(limit), _) => write!(f, " refused before verifying: {limit}"),
+            (None, Some(rejection)) => write!(f, " refused: {rejection}"),
+            (None, None) => f.write_str(" (signature verified)"),
         }
     }
 }
@@ -988,6 +1057,31 @@ fn refuse<B>(request: &Request<B>, refusal: &Refusal, quiet: bool) -> Response<F
     response
 }
 
+/// The address of the client that sent a request, for the rate limit.
+#[derive(Debug, Clone, Copy)]
+struct Client(IpAddr);
+
+/// A verifier's refusal with the sandbox's error body (with `code`, see
+/// [`routes::error_body`]), its status and headers kept; any other response as it is.
+fn with_code(mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    if let Some(rejection) = response.extensions().get::<Rejection>() {
+        let body = routes::error_body(rejection.code(), rejection.reason());
+        *response.body_mut() = Full::new(Bytes::from(body));
+    }
+    response
+}
+
+/// The answer to a request refused by a limit the sandbox plays.
+fn limit_response(limit: &LimitRefusal) -> Response<Full<Bytes>> {
+    let mut response = routes::error_response(limit.status(), limit.code(), limit.reason());
+    if let Some(after) = limit.retry_after() {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(after.as_secs()));
+    }
+    response
+}
+
 /// Accepts connections until the task is aborted; dropping it drops the listener and aborts
 /// every connection (the `JoinSet`).
 async fn serve(
@@ -997,6 +1091,7 @@ async fn serve(
     log: Arc<RequestLog>,
     clock: Arc<SkewedClock>,
     limits: Limits,
+    throttle: Option<Arc<Throttle>>,
 ) {
     let quiet = log.quiet;
     let http = limits.http1();
@@ -1017,11 +1112,23 @@ async fn serve(
             || "/".to_owned(),
             |pq| cut(pq.as_str(), LOG_TARGET_MAX_BYTES),
         );
-        let answer = routes.clone().oneshot(request);
+        // The limits the sandbox plays come first, as at a gateway in front of the API.
+        let client = request.extensions().get::<Client>().map(|client| client.0);
+        let limit = match (&throttle, client) {
+            (Some(throttle), Some(ip)) => throttle.check(ip, Instant::now()).err(),
+            _ => None,
+        };
+        let answer = match limit {
+            Some(limit) => Err(limit),
+            None => Ok(routes.clone().oneshot(request)),
+        };
         let log = log.clone();
         let clock = clock.clone();
         async move {
-            let mut response = answer.await?;
+            let mut response = match answer {
+                Ok(answer) => with_code(answer.await?),
+                Err(limit) => limit_response(&limit),
+            };
             // The `Date` a real server sends comes from its own clock, skew included; clients
             // that sync to the server's time learn from it.
             if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(clock.now())) {
@@ -1032,6 +1139,7 @@ async fn serve(
                 target,
                 status: response.status(),
                 rejection: response.extensions().get::<Rejection>().cloned(),
+                limit,
             });
             Ok::<_, Infallible>(response)
         }
@@ -1089,7 +1197,8 @@ async fn serve(
             // `Uri` no longer shows, and refuse a fragment before the verifier.
             let targets = Targets::default();
             let io = TargetTracker::new(stream, targets.clone(), head_limit);
-            let service = service_fn(move |request: Request<Incoming>| {
+            let service = service_fn(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(Client(peer.ip()));
                 let verdict = targets.check(&request);
                 let service = service.clone();
                 async move {
@@ -1136,6 +1245,7 @@ mod tests {
             target: cut(target, LOG_TARGET_MAX_BYTES),
             status: StatusCode::UNAUTHORIZED,
             rejection,
+            limit: None,
         }
     }
 

@@ -62,15 +62,20 @@ fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     response
 }
 
+/// An error answer: `status`, and the body of [`error_body`].
 pub(super) fn error_response(
     status: StatusCode,
     code: &str,
     reason: String,
 ) -> Response<Full<Bytes>> {
-    json_response(
-        status,
-        json!({ "error": code, "reason": reason }).to_string(),
-    )
+    json_response(status, error_body(code, &reason))
+}
+
+/// The body of every error the sandbox sends, its own and the verifier's:
+/// `{"code": code, "error": code, "reason": reason}`. `code` as Rampnow's error bodies carry
+/// it; `error` is the same code, kept for clients written against earlier sandboxes.
+pub(super) fn error_body(code: &str, reason: &str) -> String {
+    json!({ "code": code, "error": code, "reason": reason }).to_string()
 }
 
 /// A `400` answer: a code and what to fix.
