@@ -4,7 +4,8 @@
 //! [`Sandbox`] serves HTTPS with a certificate it makes when it starts, and puts
 //! [`RampnowVerifyLayer`] (from [`rampnow_auth`]) in front of every request: a request reaches
 //! the routes only if its signature verifies, and a refused one gets the verifier's JSON answer
-//! (`{"error": "signature_mismatch", "reason": "..."}`, status 401). Use it to try a client
+//! (`{"code": "signature_mismatch", "error": "signature_mismatch", "reason": "..."}`, status
+//! 401). Use it to try a client
 //! without a Rampnow account: from Rust tests as a library (a dev-dependency), or from any
 //! language as a program — `cargo install rampnow-sandbox`, then `rampnow-sandbox` serves on
 //! `127.0.0.1:8443` until Ctrl-C (see [`cli`]).
@@ -22,11 +23,11 @@
 //!   and a 1 % fee, the same answer for the same input every time (see [`Sandbox`] for the
 //!   fields and the supported currencies). These are *not* Rampnow's prices, nor exactly
 //!   Rampnow's response shape: only the authentication is Rampnow's.
-//! - A missing or invalid parameter: `400` with `{"error": "...", "reason": "..."}`; another
-//!   method on the quote path: `405`; any other path: `404`, in the same JSON shape. A `404` or
-//!   `400` means the signature *was* verified.
+//! - A missing or invalid parameter: `400` with `{"code": "...", "error": "...", "reason":
+//!   "..."}`; another method on the quote path: `405`; any other path: `404`, in the same JSON
+//!   shape. A `404` or `400` means the signature *was* verified.
 //! - A request target with a fragment (`GET /path#part HTTP/1.1`): `400` with
-//!   `{"error": "invalid_target", "reason": "..."}` *before* the verifier, and the connection is
+//!   `{"code": "invalid_target", ...}` *before* the verifier, and the connection is
 //!   closed. A fragment is never sent in HTTP, and hyper's URI silently drops it, so the
 //!   verifier would check the signature against a target the client did not send. Such
 //!   refusals are printed (unless quiet) but not kept in [`Sandbox::log`], whose entries are
@@ -42,6 +43,38 @@
 //! the request, or [`accept_replays`](SandboxBuilder::accept_replays). It writes one line per
 //! request to stderr (turn it off with [`quiet`](SandboxBuilder::quiet)) and keeps them for
 //! [`Sandbox::log`].
+//!
+//! # Error bodies
+//!
+//! Every error the sandbox answers has one JSON shape, `{"code": "<code>", "error": "<code>",
+//! "reason": "<what to fix>"}`, `application/json`: its own (`400`, `404`, `405`, `429`,
+//! `503`) and the verifier's refusals (`401`, `400`, `408`, `413`, `500`, `503`; the codes are
+//! [`RejectionKind::code`](rampnow_auth::verify::RejectionKind::code)). `code` is the field
+//! Rampnow's error bodies carry; `error` holds the same code, for clients written against
+//! earlier sandboxes. The one exception: a request hyper cannot parse at all (a malformed
+//! request line or header, `400`) or whose head is over the limit (`431`) is answered by hyper
+//! itself, with no body, before any of the sandbox's code sees a request; it is not logged
+//! either.
+//!
+//! # Playing Rampnow's limits
+//!
+//! Rampnow allows 20 requests per second per IP address in production, 15 in staging, and
+//! its servers fail now and then. Two options, off by default, let a client's retry policy and
+//! rate limiter meet both:
+//!
+//! - [`rate_limit(n)`](SandboxBuilder::rate_limit) (`--rate-limit N`): past `n` requests
+//!   within one second from one client address, `429 Too Many Requests` with `Retry-After`
+//!   and the code `rate_limited`. Exact: a sliding one-second window over the requests
+//!   *accepted* from that IP address; refused requests do not count.
+//! - [`fail_every(k)`](SandboxBuilder::fail_every) (`--fail-every K`): the `k`-th, `2k`-th,
+//!   ... request (counted over the whole sandbox, among those the rate limit let through) is
+//!   answered `503 Service Unavailable`, code `service_unavailable`, without `Retry-After`.
+//!
+//! Both apply first, before the signature is verified, as at a gateway in front of an API:
+//! a refused request was not processed, and its signature is not remembered as used, so
+//! sending it again is not a replay. Each refusal is in [`Sandbox::log`], with
+//! [`LogEntry::limit`] saying which. The rate limit's memory is bounded by
+//! [`MAX_RATE_LIMIT`] and [`RATE_LIMIT_MAX_ADDRESSES`]: at most 8 MiB, whatever clients send.
 //!
 //! # Limits
 //!
@@ -434,7 +467,7 @@ impl SandboxBuilder {
         self
     }
 
-    /// Answers `408 Request Timeout` (`{"error": "body_timeout", ...}`) and closes the
+    /// Answers `408 Request Timeout` (`{"code": "body_timeout", ...}`) and closes the
     /// connection when a request body has not arrived whole within `timeout` of the verifier's
     /// first wait for it (default
     /// [`DEFAULT_BODY_READ_TIMEOUT`](rampnow_auth::verify::DEFAULT_BODY_READ_TIMEOUT), 30 s; at most one

@@ -361,6 +361,20 @@ mod tests {
     }
 
     #[test]
+    fn error_bodies_carry_a_code_an_error_and_a_reason() {
+        let body = error_body("rate_limited", "wait \"1\" s\n");
+        assert!(
+            body.starts_with(r#"{"code":"rate_limited","error":"rate_limited","#),
+            "{body}"
+        );
+        let json: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["reason"], "wait \"1\" s\n");
+        let response = error_response(StatusCode::NOT_FOUND, "not_found", "no".to_owned());
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
     fn quote_fields_come_in_a_readable_order() {
         let text = QuoteInput::from_query("srcCurrency=USD&dstCurrency=BTC&srcAmount=100")
             .unwrap()
