@@ -218,7 +218,7 @@ impl Throttle {
         }
         if let Some(every) = self.fail_every {
             let request = self.passed.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
-            if request % every == 0 {
+            if request.is_multiple_of(every) {
                 return Err(LimitRefusal::FailEvery { every, request });
             }
         }
