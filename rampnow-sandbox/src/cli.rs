@@ -49,6 +49,11 @@ usage: rampnow-sandbox [options]                  run a sandbox until Ctrl-C
   --body-read-timeout SECS
                       answer 408 to a request body that takes longer to arrive
                       whole (default 30)
+  --rate-limit N      play Rampnow's rate limit: answer 429 with Retry-After to a
+                      request when N requests from its address were accepted within
+                      the last second (default off; 1 to 1000; Rampnow: 20, staging 15)
+  --fail-every K      answer 503 to every Kth request (K, 2K, ...; 1: all) to see
+                      a client retry (default off)
   --help              show this";
 
 struct Args {
@@ -126,6 +131,31 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>, St
             }
             "--max-body-size" => {
                 args.limits = args.limits.max_body_size(count(&flag, &value()?)?);
+            }
+            "--rate-limit" => {
+                let text = value()?;
+                let limit = text
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=crate::MAX_RATE_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        format!(
+                            "--rate-limit {text:?} is not a number of requests per second from 1 \
+                             to {}, such as 20 (Rampnow's production limit)",
+                            crate::MAX_RATE_LIMIT
+                        )
+                    })?;
+                args.limits = args.limits.rate_limit(limit);
+            }
+            "--fail-every" => {
+                let text = value()?;
+                let k = text.parse::<u64>().ok().filter(|k| *k > 0).ok_or_else(|| {
+                    format!(
+                        "--fail-every {text:?} is not a whole number above 0, such as 3 (the \
+                         3rd, 6th, ... request fails)"
+                    )
+                })?;
+                args.limits = args.limits.fail_every(k);
             }
             _ => return Err(format!("unknown option {arg:?}")),
         }
@@ -215,6 +245,7 @@ async fn serve(argv: impl IntoIterator<Item = String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let played = (args.limits.rate_limit, args.limits.fail_every);
     let sandbox = match args
         .limits
         .addr(args.addr)
@@ -243,6 +274,7 @@ async fn serve(argv: impl IntoIterator<Item = String>) -> ExitCode {
         public_pair,
         &cert.display().to_string(),
         args.clock_skew,
+        played,
     );
 
     if let Err(error) = tokio::signal::ctrl_c().await {
@@ -253,7 +285,13 @@ async fn serve(argv: impl IntoIterator<Item = String>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn print_banner(sandbox: &Sandbox, public_pair: bool, cert: &str, clock_skew: i64) {
+fn print_banner(
+    sandbox: &Sandbox,
+    public_pair: bool,
+    cert: &str,
+    clock_skew: i64,
+    (rate_limit, fail_every): (Option<u32>, Option<u64>),
+) {
     let url = sandbox.url();
     let key = sandbox.credentials().api_key();
     let (secret_line, secret_arg) = if public_pair {
@@ -279,6 +317,14 @@ fn print_banner(sandbox: &Sandbox, public_pair: bool, cert: &str, clock_skew: i6
         );
     }
     println!("  replays     refused (sign every request afresh)");
+    if let Some(limit) = rate_limit {
+        println!(
+            "  rate limit  {limit} requests per second per address (429 with Retry-After past it)"
+        );
+    }
+    if let Some(k) = fail_every {
+        println!("  failures    every request numbered a multiple of {k} is answered 503");
+    }
     println!();
     if public_pair {
         println!("Try it from a shell (openssl signs, curl sends):");
@@ -350,6 +396,24 @@ mod tests {
     }
 
     #[test]
+    fn the_played_limits_are_off_unless_given() {
+        let args = parse(&["--rate-limit", "20", "--fail-every=3"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(args.limits.rate_limit, Some(20));
+        assert_eq!(args.limits.fail_every, Some(3));
+        let args = parse(&["--rate-limit=1000", "--fail-every", "1"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(args.limits.rate_limit, Some(crate::MAX_RATE_LIMIT));
+        assert_eq!(args.limits.fail_every, Some(1));
+        let defaults = parse(&[]).unwrap().unwrap();
+        assert_eq!(defaults.limits.rate_limit, None);
+        assert_eq!(defaults.limits.fail_every, None);
+        assert!(USAGE.contains("--rate-limit N") && USAGE.contains("--fail-every K"));
+    }
+
+    #[test]
     fn bad_values_say_what_to_give() {
         for bad in [
             &["--max-connections", "0"][..],
@@ -358,6 +422,15 @@ mod tests {
             &["--addr", "nowhere"],
             &["--no-such-flag"],
             &["--cert-out"],
+            &["--rate-limit", "0"],
+            &["--rate-limit", "1001"],
+            &["--rate-limit", "-5"],
+            &["--rate-limit", "twenty"],
+            &["--rate-limit"],
+            &["--fail-every", "0"],
+            &["--fail-every", "-1"],
+            &["--fail-every", "1.5"],
+            &["--fail-every="],
         ] {
             let message = parse(bad)
                 .err()

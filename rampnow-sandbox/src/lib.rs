@@ -4,7 +4,8 @@
 //! [`Sandbox`] serves HTTPS with a certificate it makes when it starts, and puts
 //! [`RampnowVerifyLayer`] (from [`rampnow_auth`]) in front of every request: a request reaches
 //! the routes only if its signature verifies, and a refused one gets the verifier's JSON answer
-//! (`{"error": "signature_mismatch", "reason": "..."}`, status 401). Use it to try a client
+//! (`{"code": "signature_mismatch", "error": "signature_mismatch", "reason": "..."}`, status
+//! 401). Use it to try a client
 //! without a Rampnow account: from Rust tests as a library (a dev-dependency), or from any
 //! language as a program — `cargo install rampnow-sandbox`, then `rampnow-sandbox` serves on
 //! `127.0.0.1:8443` until Ctrl-C (see [`cli`]). A Rust client of such a program trusts its CA
@@ -23,11 +24,11 @@
 //!   and a 1 % fee, the same answer for the same input every time (see [`Sandbox`] for the
 //!   fields and the supported currencies). These are *not* Rampnow's prices, nor exactly
 //!   Rampnow's response shape: only the authentication is Rampnow's.
-//! - A missing or invalid parameter: `400` with `{"error": "...", "reason": "..."}`; another
-//!   method on the quote path: `405`; any other path: `404`, in the same JSON shape. A `404` or
-//!   `400` means the signature *was* verified.
+//! - A missing or invalid parameter: `400` with `{"code": "...", "error": "...", "reason":
+//!   "..."}`; another method on the quote path: `405`; any other path: `404`, in the same JSON
+//!   shape. A `404` or `400` means the signature *was* verified.
 //! - A request target with a fragment (`GET /path#part HTTP/1.1`): `400` with
-//!   `{"error": "invalid_target", "reason": "..."}` *before* the verifier, and the connection is
+//!   `{"code": "invalid_target", ...}` *before* the verifier, and the connection is
 //!   closed. A fragment is never sent in HTTP, and hyper's URI silently drops it, so the
 //!   verifier would check the signature against a target the client did not send. Such
 //!   refusals are printed (unless quiet) but not kept in [`Sandbox::log`], whose entries are
@@ -43,6 +44,38 @@
 //! the request, or [`accept_replays`](SandboxBuilder::accept_replays). It writes one line per
 //! request to stderr (turn it off with [`quiet`](SandboxBuilder::quiet)) and keeps them for
 //! [`Sandbox::log`].
+//!
+//! # Error bodies
+//!
+//! Every error the sandbox answers has one JSON shape, `{"code": "<code>", "error": "<code>",
+//! "reason": "<what to fix>"}`, `application/json`: its own (`400`, `404`, `405`, `429`,
+//! `503`) and the verifier's refusals (`401`, `400`, `408`, `413`, `500`, `503`; the codes are
+//! [`RejectionKind::code`](rampnow_auth::verify::RejectionKind::code)). `code` is the field
+//! Rampnow's error bodies carry; `error` holds the same code, for clients written against
+//! earlier sandboxes. The one exception: a request hyper cannot parse at all (a malformed
+//! request line or header, `400`) or whose head is over the limit (`431`) is answered by hyper
+//! itself, with no body, before any of the sandbox's code sees a request; it is not logged
+//! either.
+//!
+//! # Playing Rampnow's limits
+//!
+//! Rampnow allows 20 requests per second per IP address in production, 15 in staging, and
+//! its servers fail now and then. Two options, off by default, let a client's retry policy and
+//! rate limiter meet both:
+//!
+//! - [`rate_limit(n)`](SandboxBuilder::rate_limit) (`--rate-limit N`): past `n` requests
+//!   within one second from one client address, `429 Too Many Requests` with `Retry-After`
+//!   and the code `rate_limited`. Exact: a sliding one-second window over the requests
+//!   *accepted* from that IP address; refused requests do not count.
+//! - [`fail_every(k)`](SandboxBuilder::fail_every) (`--fail-every K`): the `k`-th, `2k`-th,
+//!   ... request (counted over the whole sandbox, among those the rate limit let through) is
+//!   answered `503 Service Unavailable`, code `service_unavailable`, without `Retry-After`.
+//!
+//! Both apply first, before the signature is verified, as at a gateway in front of an API:
+//! a refused request was not processed, and its signature is not remembered as used, so
+//! sending it again is not a replay. Each refusal is in [`Sandbox::log`], with
+//! [`LogEntry::limit`] saying which. The rate limit's memory is bounded by
+//! [`MAX_RATE_LIMIT`] and [`RATE_LIMIT_MAX_ADDRESSES`]: at most 8 MiB, whatever clients send.
 //!
 //! # Limits
 //!
@@ -118,12 +151,12 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{CONNECTION, DATE};
+use http::header::{CONNECTION, DATE, RETRY_AFTER};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -145,6 +178,8 @@ use rampnow_auth::verify::{RampnowVerifyLayer, Rejection};
 use rampnow_auth::Credentials;
 use rampnow_auth::{Clock, SystemClock};
 use targets::{Refusal, TargetTracker, Targets};
+use throttle::Throttle;
+pub use throttle::{LimitRefusal, MAX_RATE_LIMIT, RATE_LIMIT_MAX_ADDRESSES};
 
 pub use ca::client_config_from_ca_file;
 
@@ -152,6 +187,7 @@ mod ca;
 pub mod cli;
 mod routes;
 mod targets;
+mod throttle;
 
 /// The sandbox's default API key. Public: it only opens the sandbox.
 pub const SANDBOX_API_KEY: &str = "ak_sandbox_rampnow_auth";
@@ -281,6 +317,8 @@ pub struct SandboxBuilder {
     replay_capacity: Option<usize>,
     quiet: bool,
     limits: Limits,
+    rate_limit: Option<u32>,
+    fail_every: Option<u64>,
 }
 
 /// The connection limits (see the module docs' "Limits").
@@ -314,6 +352,8 @@ impl SandboxBuilder {
                 body_read_timeout: rampnow_auth::verify::DEFAULT_BODY_READ_TIMEOUT,
                 max_body_size: DEFAULT_MAX_BODY_SIZE,
             },
+            rate_limit: None,
+            fail_every: None,
         }
     }
 
@@ -431,7 +471,7 @@ impl SandboxBuilder {
         self
     }
 
-    /// Answers `408 Request Timeout` (`{"error": "body_timeout", ...}`) and closes the
+    /// Answers `408 Request Timeout` (`{"code": "body_timeout", ...}`) and closes the
     /// connection when a request body has not arrived whole within `timeout` of the verifier's
     /// first wait for it (default
     /// [`DEFAULT_BODY_READ_TIMEOUT`](rampnow_auth::verify::DEFAULT_BODY_READ_TIMEOUT), 30 s; at most one
@@ -467,6 +507,59 @@ impl SandboxBuilder {
         self
     }
 
+    /// Plays Rampnow's rate limit: past `per_second` requests within one second from one
+    /// client address, answers `429 Too Many Requests` with `Retry-After` and a JSON body with
+    /// the code `rate_limited` (default: off; from 1 to [`MAX_RATE_LIMIT`]; Rampnow allows 20
+    /// in production and 15 in staging).
+    ///
+    /// Exactly: a request is refused when `per_second` requests from its IP address (any port;
+    /// an IPv4-mapped IPv6 address counts as its IPv4 address) were already *accepted* within
+    /// the last second, a sliding window, so no one-second interval ever holds more than
+    /// `per_second` accepted requests from one address. Refused requests do not count.
+    /// `Retry-After` is the time until a request would be accepted, in whole seconds rounded
+    /// up (with a one-second window, always `1`). The limit applies before the signature is
+    /// verified, as at a real gateway: unsigned and badly signed requests count, and a refused
+    /// request is not verified (its signature is not remembered as used). The limiter tracks
+    /// at most [`RATE_LIMIT_MAX_ADDRESSES`] addresses; see there for what happens past it,
+    /// and for the memory it holds.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use rampnow_sandbox::Sandbox;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sandbox = Sandbox::builder()
+    ///     .rate_limit(20) // as Rampnow's production API
+    ///     .fail_every(10) // and the 10th, 20th, ... request fails with 503
+    ///     .quiet(true)
+    ///     .start()
+    ///     .await?;
+    /// # drop(sandbox);
+    /// assert!(Sandbox::builder().rate_limit(0).start().await.is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn rate_limit(mut self, per_second: u32) -> SandboxBuilder {
+        self.rate_limit = Some(per_second);
+        self
+    }
+
+    /// Fails the `k`-th, `2k`-th, `3k`-th, ... request with `503 Service Unavailable` and a
+    /// JSON body with the code `service_unavailable` (default: off; `1` fails every request,
+    /// `0` is refused by [`start`](Self::start)), to see a client retry.
+    ///
+    /// Requests are counted by one counter for the whole sandbox, in the order they arrive,
+    /// across connections and addresses; only requests that passed the
+    /// [`rate_limit`](Self::rate_limit) count. The failure comes before the signature is
+    /// verified: nothing was processed, and the signature is not remembered as used. No
+    /// `Retry-After` is sent, since the next request is served at once: a client's own backoff
+    /// decides when it retries.
+    pub fn fail_every(mut self, k: u64) -> SandboxBuilder {
+        self.fail_every = Some(k);
+        self
+    }
+
     /// Makes a certificate, binds the address and starts serving on the current Tokio runtime,
     /// in the background, until the [`Sandbox`] is dropped or [shut down](Sandbox::shutdown).
     ///
@@ -495,6 +588,7 @@ impl SandboxBuilder {
             ));
         }
         self.limits.check()?;
+        let throttle = Throttle::new(self.rate_limit, self.fail_every)?.map(Arc::new);
         let credentials = self.credentials.unwrap_or_else(sandbox_credentials);
         let tls = Tls::generate().map_err(|error| {
             io::Error::other(format!(
@@ -532,6 +626,7 @@ impl SandboxBuilder {
             log.clone(),
             clock,
             self.limits,
+            throttle,
         ));
         Ok(Sandbox {
             addr,
@@ -563,6 +658,8 @@ impl fmt::Debug for SandboxBuilder {
             )
             .field("body_read_timeout", &self.limits.body_read_timeout)
             .field("max_body_size", &self.limits.max_body_size)
+            .field("rate_limit", &self.rate_limit)
+            .field("fail_every", &self.fail_every)
             .finish_non_exhaustive()
     }
 }
@@ -784,15 +881,19 @@ pub struct LogEntry {
     /// The status answered.
     pub status: StatusCode,
     /// Why the verifier refused the request; `None` when the signature verified (the routes
-    /// then answered, whatever the status).
+    /// then answered, whatever the status) or the request did not reach the verifier.
     pub rejection: Option<Rejection>,
+    /// Why the sandbox refused the request before the verifier, when it played a limit
+    /// ([`rate_limit`](SandboxBuilder::rate_limit), `429`, or
+    /// [`fail_every`](SandboxBuilder::fail_every), `503`); `None` when the request went on.
+    pub limit: Option<LimitRefusal>,
 }
 
 impl LogEntry {
     /// Whether the signature verified (the request reached the routes).
     #[must_use]
     pub fn verified(&self) -> bool {
-        self.rejection.is_none()
+        self.rejection.is_none() && self.limit.is_none()
     }
 }
 
@@ -800,9 +901,10 @@ impl fmt::Display for LogEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let method = cut(self.method.as_str(), LOG_METHOD_MAX_BYTES);
         write!(f, "{method} {} -> {}", self.target, self.status)?;
-        match &self.rejection {
-            Some(rejection) => write!(f, " refused: {rejection}"),
-            None => f.write_str(" (signature verified)"),
+        match (&self.limit, &self.rejection) {
+            (Some(limit), _) => write!(f, " refused before verifying: {limit}"),
+            (None, Some(rejection)) => write!(f, " refused: {rejection}"),
+            (None, None) => f.write_str(" (signature verified)"),
         }
     }
 }
@@ -992,6 +1094,31 @@ fn refuse<B>(request: &Request<B>, refusal: &Refusal, quiet: bool) -> Response<F
     response
 }
 
+/// The address of the client that sent a request, for the rate limit.
+#[derive(Debug, Clone, Copy)]
+struct Client(IpAddr);
+
+/// A verifier's refusal with the sandbox's error body (with `code`, see
+/// [`routes::error_body`]), its status and headers kept; any other response as it is.
+fn with_code(mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    if let Some(rejection) = response.extensions().get::<Rejection>() {
+        let body = routes::error_body(rejection.code(), rejection.reason());
+        *response.body_mut() = Full::new(Bytes::from(body));
+    }
+    response
+}
+
+/// The answer to a request refused by a limit the sandbox plays.
+fn limit_response(limit: &LimitRefusal) -> Response<Full<Bytes>> {
+    let mut response = routes::error_response(limit.status(), limit.code(), limit.reason());
+    if let Some(after) = limit.retry_after() {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(after.as_secs()));
+    }
+    response
+}
+
 /// Accepts connections until the task is aborted; dropping it drops the listener and aborts
 /// every connection (the `JoinSet`).
 async fn serve(
@@ -1001,6 +1128,7 @@ async fn serve(
     log: Arc<RequestLog>,
     clock: Arc<SkewedClock>,
     limits: Limits,
+    throttle: Option<Arc<Throttle>>,
 ) {
     let quiet = log.quiet;
     let http = limits.http1();
@@ -1021,11 +1149,23 @@ async fn serve(
             || "/".to_owned(),
             |pq| cut(pq.as_str(), LOG_TARGET_MAX_BYTES),
         );
-        let answer = routes.clone().oneshot(request);
+        // The limits the sandbox plays come first, as at a gateway in front of the API.
+        let client = request.extensions().get::<Client>().map(|client| client.0);
+        let limit = match (&throttle, client) {
+            (Some(throttle), Some(ip)) => throttle.check(ip, Instant::now()).err(),
+            _ => None,
+        };
+        let answer = match limit {
+            Some(limit) => Err(limit),
+            None => Ok(routes.clone().oneshot(request)),
+        };
         let log = log.clone();
         let clock = clock.clone();
         async move {
-            let mut response = answer.await?;
+            let mut response = match answer {
+                Ok(answer) => with_code(answer.await?),
+                Err(limit) => limit_response(&limit),
+            };
             // The `Date` a real server sends comes from its own clock, skew included; clients
             // that sync to the server's time learn from it.
             if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(clock.now())) {
@@ -1036,6 +1176,7 @@ async fn serve(
                 target,
                 status: response.status(),
                 rejection: response.extensions().get::<Rejection>().cloned(),
+                limit,
             });
             Ok::<_, Infallible>(response)
         }
@@ -1093,7 +1234,8 @@ async fn serve(
             // `Uri` no longer shows, and refuse a fragment before the verifier.
             let targets = Targets::default();
             let io = TargetTracker::new(stream, targets.clone(), head_limit);
-            let service = service_fn(move |request: Request<Incoming>| {
+            let service = service_fn(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(Client(peer.ip()));
                 let verdict = targets.check(&request);
                 let service = service.clone();
                 async move {
@@ -1140,6 +1282,7 @@ mod tests {
             target: cut(target, LOG_TARGET_MAX_BYTES),
             status: StatusCode::UNAUTHORIZED,
             rejection,
+            limit: None,
         }
     }
 

@@ -62,15 +62,20 @@ fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     response
 }
 
+/// An error answer: `status`, and the body of [`error_body`].
 pub(super) fn error_response(
     status: StatusCode,
     code: &str,
     reason: String,
 ) -> Response<Full<Bytes>> {
-    json_response(
-        status,
-        json!({ "error": code, "reason": reason }).to_string(),
-    )
+    json_response(status, error_body(code, &reason))
+}
+
+/// The body of every error the sandbox sends, its own and the verifier's:
+/// `{"code": code, "error": code, "reason": reason}`. `code` as Rampnow's error bodies carry
+/// it; `error` is the same code, kept for clients written against earlier sandboxes.
+pub(super) fn error_body(code: &str, reason: &str) -> String {
+    json!({ "code": code, "error": code, "reason": reason }).to_string()
 }
 
 /// A `400` answer: a code and what to fix.
@@ -353,6 +358,20 @@ mod tests {
         }
         .quote()?;
         Ok(serde_json::from_str(&text).expect("a quote is JSON"))
+    }
+
+    #[test]
+    fn error_bodies_carry_a_code_an_error_and_a_reason() {
+        let body = error_body("rate_limited", "wait \"1\" s\n");
+        assert!(
+            body.starts_with(r#"{"code":"rate_limited","error":"rate_limited","#),
+            "{body}"
+        );
+        let json: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["reason"], "wait \"1\" s\n");
+        let response = error_response(StatusCode::NOT_FOUND, "not_found", "no".to_owned());
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
     }
 
     #[test]
