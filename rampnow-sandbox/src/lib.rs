@@ -1098,16 +1098,6 @@ fn refuse<B>(request: &Request<B>, refusal: &Refusal, quiet: bool) -> Response<F
 #[derive(Debug, Clone, Copy)]
 struct Client(IpAddr);
 
-/// A verifier's refusal with the sandbox's error body (with `code`, see
-/// [`routes::error_body`]), its status and headers kept; any other response as it is.
-fn with_code(mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
-    if let Some(rejection) = response.extensions().get::<Rejection>() {
-        let body = routes::error_body(rejection.code(), rejection.reason());
-        *response.body_mut() = Full::new(Bytes::from(body));
-    }
-    response
-}
-
 /// The answer to a request refused by a limit the sandbox plays.
 fn limit_response(limit: &LimitRefusal) -> Response<Full<Bytes>> {
     let mut response = routes::error_response(limit.status(), limit.code(), limit.reason());
@@ -1163,7 +1153,7 @@ async fn serve(
         let clock = clock.clone();
         async move {
             let mut response = match answer {
-                Ok(answer) => with_code(answer.await?),
+                Ok(answer) => answer.await?,
                 Err(limit) => limit_response(&limit),
             };
             // The `Date` a real server sends comes from its own clock, skew included; clients

@@ -71,7 +71,7 @@ pub(super) fn error_response(
     json_response(status, error_body(code, &reason))
 }
 
-/// The body of every error the sandbox sends, its own and the verifier's:
+/// The body of every error the sandbox sends itself, in the shape of the verifier's:
 /// `{"code": code, "error": code, "reason": reason}`. `code` as Rampnow's error bodies carry
 /// it; `error` is the same code, kept for clients written against earlier sandboxes.
 pub(super) fn error_body(code: &str, reason: &str) -> String {

@@ -20,8 +20,9 @@
 //!
 //! The target and header checks come first, so a request that fails them is refused without
 //! its body being read. A refused request never reaches the inner service: the layer answers
-//! with a JSON body `{"error": "<code>", "reason": "<what to fix>"}` (never revealing the
-//! expected signature), and the [`Rejection`] in the response's extensions for logging. The
+//! with a JSON body `{"code": "<code>", "error": "<code>", "reason": "<what to fix>"}` (`code`
+//! as Rampnow's error bodies carry it, `error` the same value; never revealing the expected
+//! signature), and the [`Rejection`] in the response's extensions for logging. The
 //! status, by [`RejectionKind`]:
 //!
 //! | status | codes |
@@ -264,9 +265,9 @@ impl Rejection {
     /// The refusal as a response: status, `application/json` body, and `self` in extensions.
     pub(crate) fn into_response<B: From<Bytes>>(self) -> Response<B> {
         let body = format!(
-            "{{\"error\":\"{}\",\"reason\":\"{}\"}}",
-            self.code(),
-            json_escape(&self.reason)
+            "{{\"code\":\"{code}\",\"error\":\"{code}\",\"reason\":\"{reason}\"}}",
+            code = self.code(),
+            reason = json_escape(&self.reason)
         );
         let mut response = Response::new(B::from(Bytes::from(body)));
         *response.status_mut() = self.status();
@@ -702,7 +703,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_rejection_body_is_json_with_error_and_reason() {
+    fn every_rejection_body_is_json_with_code_error_and_reason() {
         let reasons = [
             "plain",
             "with \"quotes\" and \\ backslash",
@@ -714,6 +715,7 @@ mod tests {
             assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
             assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
             let json: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+            assert_eq!(json["code"], "signature_mismatch");
             assert_eq!(json["error"], "signature_mismatch");
             assert_eq!(json["reason"], reason);
             assert!(response.extensions().get::<Rejection>().is_some());
