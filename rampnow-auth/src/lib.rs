@@ -95,9 +95,11 @@
 mod body;
 mod clock;
 mod credentials;
+mod environment;
 mod error;
 mod headers;
 mod keys;
+pub mod limit;
 #[cfg(feature = "reqwest")]
 mod middleware;
 mod receipt;
@@ -110,6 +112,7 @@ pub mod verify;
 pub use body::SignedBody;
 pub use clock::{Clock, SystemClock};
 pub use credentials::{Credentials, API_KEY_ENV, API_SECRET_ENV};
+pub use environment::{Environment, ParseEnvironmentError, ENVIRONMENT_ENV};
 pub use error::{Error, ErrorKind};
 pub use headers::HeaderNames;
 pub use keys::KeyStore;
