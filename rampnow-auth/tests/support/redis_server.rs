@@ -28,7 +28,12 @@ impl RedisServer {
                 if std::env::var(REQUIRE_ENV).as_deref() == Ok("1") {
                     panic!("{test}: {why}, and {REQUIRE_ENV}=1");
                 }
-                eprintln!("skipped: {test}: {why} (set {REQUIRE_ENV}=1 to make this a failure)");
+                // Straight to stderr, not `eprintln!`: the test harness captures that and shows
+                // it only for failures, and a skip should be seen.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "skipped: {test}: {why} (set {REQUIRE_ENV}=1 to make this a failure)"
+                );
                 None
             }
         }
@@ -40,10 +45,8 @@ impl RedisServer {
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port: {e}"))?
             .port();
-        let dir = std::env::temp_dir().join(format!(
-            "rampnow-auth-redis-{}-{port}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("rampnow-auth-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {dir:?}: {e}"))?;
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"])
