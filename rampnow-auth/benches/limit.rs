@@ -23,7 +23,9 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http::{Request, Response};
 use rampnow_auth::limit::RateLimitLayer;
 use rampnow_auth::{Credentials, RampnowAuthLayer, SignedBody};
-use tower::{service_fn, Layer, ServiceExt};
+#[cfg(feature = "redis")]
+use tower::ServiceExt;
+use tower::{service_fn, Layer};
 
 #[path = "../tests/support/in_memory.rs"]
 mod in_memory;

@@ -30,6 +30,7 @@
 //! |---|---|---|
 //! | timeout | outside | bounds the whole call, retries included; a stalled body times out before anything is sent |
 //! | retry | outside | each attempt passes through the signer again: a fresh timestamp, a fresh signature, headers replaced not duplicated |
+//! | rate limit ([`limit::RateLimitLayer`]) | outside, inside retry | a request is signed when the limiter releases it, not when it was queued; each retry waits its turn |
 //! | redirect following (`FollowRedirectLayer`) | outside | each hop is checked again (with [`pin_origins`](RampnowAuthLayer::pin_origins), a redirect to another host is refused, not signed) |
 //! | request compression, body rewriting | outside, or not at all | the signature covers the bytes the signer sees; anything that changes them afterwards breaks it |
 //! | response decompression | either side | responses are not signed |
@@ -68,13 +69,19 @@
 //! - [`CredentialsHandle`]: rotating credentials without rebuilding the stack.
 //! - [`SigningReceipt`]: what was signed, attached to `401` responses for debugging.
 //! - [`verify`]: the server side, with a [`KeyStore`] of keys and opt-in replay protection.
+//! - [`limit`]: [`limit::RateLimitLayer`], which holds each request until Rampnow's rate limit
+//!   admits it, shared by every clone (and, with the `redis` feature, by every process), and
+//!   [`Environment`]: Rampnow's production and staging, their base URLs and limits.
+//! - The `redis` feature: `RateLimitLayer::redis` and `verify::RedisReplayStore`, the rate
+//!   limit and the replay memory shared through Redis.
 //! - The `tracing` feature: one `debug` event per signed request (never the secret or the body).
 //!
 //! # Where each item lives
 //!
 //! Each public item has one path. The client side — the layer and everything configuring it —
 //! is at the crate root, flat. A module is public only where it groups a family that is not
-//! re-exported at the root: [`signing`] (the core) and [`verify`] (the server side).
+//! re-exported at the root: [`signing`] (the core), [`verify`] (the server side) and [`limit`]
+//! (rate limiting).
 //!
 //! With the `reqwest` feature, `RampnowAuthLayer::reqwest_middleware` gives the same signing,
 //! sharing the layer's configuration, as a `RampnowMiddleware` for reqwest through
