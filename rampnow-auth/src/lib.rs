@@ -31,6 +31,7 @@
 //! | timeout | outside | bounds the whole call, retries included; a stalled body times out before anything is sent |
 //! | retry ([`retry::RampnowRetry`]) | outside | each attempt passes through the signer again: a fresh timestamp, a fresh signature, headers replaced not duplicated |
 //! | redirect following (`FollowRedirectLayer`) | outside | each hop is checked again (with [`pin_origins`](RampnowAuthLayer::pin_origins), a redirect to another host is refused, not signed) |
+//! | rate limit ([`limit::RateLimitLayer`]) | outside, inside retry and redirects | a request is signed when the limiter releases it, not when it was queued; each retry and each redirect hop waits its turn |
 //! | request compression, body rewriting | outside, or not at all | the signature covers the bytes the signer sees; anything that changes them afterwards breaks it |
 //! | response decompression | either side | responses are not signed |
 //! | header-only layers (user agent, tracing) | either side | headers other than the three auth headers are not signed |
@@ -38,8 +39,9 @@
 //!
 //! ```
 //! use std::time::Duration;
+//! use rampnow_auth::limit::RateLimitLayer;
 //! use rampnow_auth::retry::RampnowRetry;
-//! use rampnow_auth::{Credentials, RampnowAuthLayer, SignedBody};
+//! use rampnow_auth::{Credentials, Environment, RampnowAuthLayer, SignedBody};
 //! use tower::ServiceBuilder;
 //! use tower_http::follow_redirect::FollowRedirectLayer;
 //!
@@ -50,9 +52,10 @@
 //!     .timeout(Duration::from_secs(10))
 //!     .retry(RampnowRetry::new())
 //!     .layer(FollowRedirectLayer::new())
+//!     .layer(RateLimitLayer::for_environment(Environment::Production))
 //!     .layer(
 //!         RampnowAuthLayer::new(credentials)
-//!             .pin_origins(["https://api.rampnow.io"])?
+//!             .pin_origins([Environment::Production.base_url()])?
 //!             .sync_server_time(),
 //!     )
 //!     .service(transport);
@@ -72,14 +75,19 @@
 //! - [`retry`]: [`retry::RampnowRetry`], the retry policy for tower's `Retry` layer: what is
 //!   safe to send again, backoff with full jitter, `Retry-After`, and a retry budget.
 //! - [`verify`]: the server side, with a [`KeyStore`] of keys and opt-in replay protection.
+//! - [`limit`]: [`limit::RateLimitLayer`], which holds each request until Rampnow's rate limit
+//!   admits it, shared by every clone (and, with the `redis` feature, by every process), and
+//!   [`Environment`]: Rampnow's production and staging, their base URLs and limits.
+//! - The `redis` feature: `RateLimitLayer::redis` and `verify::RedisReplayStore`, the rate
+//!   limit and the replay memory shared through Redis.
 //! - The `tracing` feature: one `debug` event per signed request (never the secret or the body).
 //!
 //! # Where each item lives
 //!
 //! Each public item has one path. The client side — the layer and everything configuring it —
 //! is at the crate root, flat. A module is public only where it groups a family that is not
-//! re-exported at the root: [`signing`] (the core), [`retry`] (the retry policy and its wait) and
-//! [`verify`] (the server side).
+//! re-exported at the root: [`signing`] (the core), [`retry`] (the retry policy and its wait),
+//! [`limit`] (rate limiting) and [`verify`] (the server side).
 //!
 //! With the `reqwest` feature, `RampnowAuthLayer::reqwest_middleware` gives the same signing,
 //! sharing the layer's configuration, as a `RampnowMiddleware` for reqwest through
@@ -100,9 +108,11 @@
 mod body;
 mod clock;
 mod credentials;
+mod environment;
 mod error;
 mod headers;
 mod keys;
+pub mod limit;
 #[cfg(feature = "reqwest")]
 mod middleware;
 mod receipt;
@@ -116,6 +126,7 @@ pub mod verify;
 pub use body::SignedBody;
 pub use clock::{Clock, SystemClock};
 pub use credentials::{Credentials, API_KEY_ENV, API_SECRET_ENV};
+pub use environment::{Environment, ParseEnvironmentError, ENVIRONMENT_ENV};
 pub use error::{Error, ErrorKind};
 pub use headers::HeaderNames;
 pub use keys::KeyStore;

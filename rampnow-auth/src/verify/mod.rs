@@ -97,9 +97,14 @@
 
 mod future;
 mod layer;
+#[cfg(feature = "redis")]
+mod redis;
 mod replay;
 mod service;
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::RedisReplayStore;
 pub use future::ResponseFuture;
 pub use layer::RampnowVerifyLayer;
 pub use replay::{MemoryReplayStore, ReplayCheck, ReplayFuture, ReplayStore};

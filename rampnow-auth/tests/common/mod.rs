@@ -87,6 +87,10 @@ pub struct Seen {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub verdict: Result<(), String>,
+    /// When the request's head had arrived (before its body was read).
+    pub arrived: std::time::Instant,
+    /// The same moment on the wall clock.
+    pub arrived_wall: SystemTime,
 }
 
 /// The header set the server looks for.
@@ -186,6 +190,8 @@ impl TestServer {
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let seen = seen.clone();
+                        let arrived = std::time::Instant::now();
+                        let arrived_wall = SystemTime::now();
                         async move {
                             let (parts, body) = req.into_parts();
                             let body = body.collect().await.map(|b| b.to_bytes());
@@ -218,6 +224,8 @@ impl TestServer {
                                     headers: parts.headers.clone(),
                                     body: body.clone(),
                                     verdict: verdict.clone(),
+                                    arrived,
+                                    arrived_wall,
                                 });
                                 seen.len()
                             };
