@@ -11,15 +11,13 @@
 //! refused. It prints what is sent and answered, and exits non-zero if anything went otherwise.
 //!
 //! With `--live`, it sends the same signed `GET` quote to the real Rampnow API instead, with
-//! your credentials from `RAMPNOW_API_KEY` and `RAMPNOW_API_SECRET` (and `RAMPNOW_BASE_URL`,
-//! default `https://api.rampnow.io`):
+//! your credentials from `RAMPNOW_API_KEY` and `RAMPNOW_API_SECRET`, to the environment that
+//! `RAMPNOW_ENVIRONMENT` names (`production`, the default, or `staging`) at its rate limit:
 //!
 //! ```text
 //! RAMPNOW_API_KEY=ak_live_... RAMPNOW_API_SECRET=... cargo run --example quickstart -- --live
 //! ```
 
-use std::future::Future;
-use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,16 +29,23 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use rampnow_auth::limit::RateLimitLayer;
+use rampnow_auth::retry::RampnowRetry;
 use rampnow_auth::verify::RejectionKind;
-use rampnow_auth::{Credentials, HeaderNames, RampnowAuthLayer, SignedBody};
+use rampnow_auth::{Credentials, Environment, HeaderNames, RampnowAuthLayer, SignedBody};
 use rampnow_sandbox::{Sandbox, QUOTE_PATH, SANDBOX_API_KEY};
-use tower::retry::Policy;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 
 /// hyper's client over rustls: the transport, inside the signing layer.
 type Transport = Client<HttpsConnector<HttpConnector>, SignedBody>;
 
 const QUOTE_QUERY: &str = "srcCurrency=USD&dstCurrency=BTC&srcAmount=100";
+
+/// The Rampnow environment whose limits the sandbox plays, and the client keeps to.
+const PLAYED: Environment = Environment::Production;
+
+/// How many quotes step 4 starts at once.
+const BURST: usize = 25;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -78,58 +83,36 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The client stack: what you would build against Rampnow.
+/// The client stack: what you would build against Rampnow. Every client made with clones of
+/// one `limit` shares its rate. `show` prints each request as it leaves the signing layer.
 fn client(
+    limit: &RateLimitLayer,
     credentials: Credentials,
     transport: Transport,
-) -> impl Service<Request<SignedBody>, Response = Response<Incoming>, Error = BoxError> + Clone {
+    show: bool,
+) -> impl Service<Request<SignedBody>, Response = Response<Incoming>, Error = BoxError, Future: Send>
+       + Clone
+       + Send
+       + 'static {
     ServiceBuilder::new()
-        // Outside the signing layer: whether and when to send. Each retry is signed afresh.
-        .timeout(Duration::from_secs(10))
-        .retry(RetryTransient { retries_left: 2 })
+        // Outside the signing layer: whether and when to send.
+        .timeout(Duration::from_secs(30))
+        // 429, 502, 503, 504 and refused connections; other failures only for idempotent
+        // methods. Each retry is signed afresh.
+        .retry(RampnowRetry::new())
+        // The environment's rate (production: 20 requests a second), shared by every clone of
+        // the layer; a request is signed when the limiter releases it.
+        .layer(limit.clone())
         .layer(RampnowAuthLayer::new(credentials))
         // Inside: only the transport (here with a look at what goes out, after signing).
-        .map_request(show_outgoing)
+        .map_request(move |request| {
+            if show {
+                show_outgoing(request)
+            } else {
+                request
+            }
+        })
         .service(transport)
-}
-
-/// Retries a `503` or a failure to connect (nothing was sent), twice at most, after a pause.
-#[derive(Clone, Debug)]
-struct RetryTransient {
-    retries_left: usize,
-}
-
-impl Policy<Request<SignedBody>, Response<Incoming>, BoxError> for RetryTransient {
-    type Future = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-    fn retry(
-        &mut self,
-        _request: &mut Request<SignedBody>,
-        result: &mut Result<Response<Incoming>, BoxError>,
-    ) -> Option<Self::Future> {
-        let transient = match result {
-            Ok(response) => response.status() == StatusCode::SERVICE_UNAVAILABLE,
-            Err(error) => error
-                .downcast_ref::<hyper_util::client::legacy::Error>()
-                .is_some_and(hyper_util::client::legacy::Error::is_connect),
-        };
-        if !transient || self.retries_left == 0 {
-            return None;
-        }
-        self.retries_left -= 1;
-        println!("   (transient failure: retrying)");
-        Some(Box::pin(tokio::time::sleep(Duration::from_millis(200))))
-    }
-
-    fn clone_request(&mut self, request: &Request<SignedBody>) -> Option<Request<SignedBody>> {
-        // `SignedBody` clones by reference count; the layer re-signs each attempt.
-        let mut clone = Request::new(request.body().clone());
-        *clone.method_mut() = request.method().clone();
-        *clone.uri_mut() = request.uri().clone();
-        *clone.version_mut() = request.version();
-        *clone.headers_mut() = request.headers().clone();
-        Some(clone)
-    }
 }
 
 /// Prints a request as it leaves the signing layer: request line, auth headers (signature
@@ -177,10 +160,17 @@ where
 }
 
 async fn run_sandbox() -> Result<bool, BoxError> {
-    let sandbox = Sandbox::builder().quiet(true).start().await?;
+    // The sandbox plays Rampnow's production limits: 20 requests a second per address (429
+    // past that), and here also a 503 for every 10th request, as an overloaded upstream would.
+    let sandbox = Sandbox::builder()
+        .rate_limit(PLAYED.requests_per_second())
+        .fail_every(10)
+        .quiet(true)
+        .start()
+        .await?;
     println!(
         "Sandbox at {} (API key {}; its certificate, made for this run, is trusted by this \
-         client only)\n",
+         client only; 20 requests a second, and every 10th request fails with 503)\n",
         sandbox.url(),
         sandbox.credentials().api_key()
     );
@@ -192,7 +182,14 @@ async fn run_sandbox() -> Result<bool, BoxError> {
             .enable_http1()
             .build(),
     );
-    let signed = client(sandbox.credentials().clone(), transport.clone());
+    // One limit for every client of this process: Rampnow counts requests per address.
+    let limit = RateLimitLayer::for_environment(PLAYED);
+    let signed = client(
+        &limit,
+        sandbox.credentials().clone(),
+        transport.clone(),
+        true,
+    );
     // What the sandbox made of the last request.
     let verdict = || match sandbox.log().pop().and_then(|entry| entry.rejection) {
         None => "   sandbox: signature verified".to_owned(),
@@ -218,8 +215,10 @@ async fn run_sandbox() -> Result<bool, BoxError> {
 
     println!("3. The same GET, signed with a wrong secret (must be refused)");
     let wrong = client(
+        &limit,
         Credentials::new(SANDBOX_API_KEY, "pk_sandbox_wrong_secret")?,
-        transport,
+        transport.clone(),
+        true,
     );
     let (bad, _) = exchange(wrong, Request::get(&url).body(SignedBody::empty())?).await?;
     println!("{}\n", verdict());
@@ -229,18 +228,68 @@ async fn run_sandbox() -> Result<bool, BoxError> {
         .and_then(|entry| entry.rejection.as_ref())
         .is_some_and(|rejection| rejection.kind() == RejectionKind::SignatureMismatch);
 
+    println!("4. {BURST} GET quotes at once, through the rate limiter and the retry policy");
+    let before = sandbox.log().len();
+    let quiet = client(&limit, sandbox.credentials().clone(), transport, false);
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..BURST {
+        // Different amounts: the sandbox, like a careful server, refuses a signature it has
+        // already seen, and the same request in the same second has the same signature.
+        let url = format!(
+            "{}{QUOTE_PATH}?srcCurrency=USD&dstCurrency=BTC&srcAmount={}",
+            sandbox.url(),
+            100 + n
+        );
+        let request = Request::get(&url).body(SignedBody::empty())?;
+        tasks.spawn(quiet.clone().oneshot(request));
+    }
+    let mut answered_ok = 0;
+    while let Some(outcome) = tasks.join_next().await {
+        if outcome?
+            .map_err(|error| format!("a quote of step 4 failed: {error}"))?
+            .status()
+            == StatusCode::OK
+        {
+            answered_ok += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    let log = sandbox.log();
+    let seen = &log[before.min(log.len())..];
+    let refused = |code: &str| {
+        seen.iter()
+            .filter(|entry| {
+                entry
+                    .limit
+                    .as_ref()
+                    .is_some_and(|limit| limit.code() == code)
+            })
+            .count()
+    };
+    let (rate_limited, failed) = (refused("rate_limited"), refused("service_unavailable"));
+    println!(
+        "   <- {answered_ok} of {BURST} answered 200 in {:.2} s; the sandbox saw {} requests: \
+         {failed} failed with 503 and were retried, {rate_limited} were over its rate limit",
+        elapsed.as_secs_f64(),
+        seen.len()
+    );
+    println!();
+
     let ok = get == StatusCode::OK
         && post == StatusCode::OK
         && bad == StatusCode::UNAUTHORIZED
-        && refused_as_mismatch;
+        && refused_as_mismatch
+        && answered_ok == BURST;
     if ok {
         println!(
-            "OK: both signed requests verified, and the wrongly signed one was refused \
-             (signature_mismatch)."
+            "OK: the signed requests verified, the wrongly signed one was refused \
+             (signature_mismatch), and all {BURST} quotes of the burst were answered."
         );
     } else {
         println!(
-            "FAILED: expected 200, 200 and 401 signature_mismatch; got {}, {} and {}.",
+            "FAILED: expected 200, 200, 401 signature_mismatch and {BURST} quotes; got {}, {}, \
+             {} and {answered_ok}.",
             get.as_u16(),
             post.as_u16(),
             bad.as_u16()
@@ -261,13 +310,11 @@ async fn run_live() -> Result<bool, BoxError> {
              {error}"
         )
     })?;
-    let base =
-        std::env::var("RAMPNOW_BASE_URL").unwrap_or_else(|_| "https://api.rampnow.io".into());
-    let url = format!("{}{QUOTE_PATH}?{QUOTE_QUERY}", base.trim_end_matches('/'));
-    let request = Request::get(&url).body(SignedBody::empty()).map_err(|error| {
-        format!("RAMPNOW_BASE_URL {base:?} does not make a valid URL ({error}); set it to https://api.rampnow.io or unset it")
-    })?;
-    // Mozilla's root certificates, and the ring provider (not a process-wide default).
+    let environment = Environment::from_env()?.unwrap_or(Environment::Production);
+    let base = environment.base_url();
+    let url = format!("{base}{QUOTE_PATH}?{QUOTE_QUERY}");
+    let request = Request::get(&url).body(SignedBody::empty())?;
+    // Mozilla's root certificates, and the aws-lc-rs provider (not a process-wide default).
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let transport = transport(
         HttpsConnectorBuilder::new()
@@ -277,7 +324,16 @@ async fn run_live() -> Result<bool, BoxError> {
             .build(),
     );
     println!("A signed GET quote to {base}\n");
-    let (status, body) = exchange(client(credentials, transport), request).await?;
+    let (status, body) = exchange(
+        client(
+            &RateLimitLayer::for_environment(environment),
+            credentials,
+            transport,
+            true,
+        ),
+        request,
+    )
+    .await?;
     println!();
     if status.is_success() {
         println!("OK: Rampnow accepted the signature.");
