@@ -234,24 +234,26 @@ async fn run_sandbox() -> Result<bool, BoxError> {
     let started = std::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..BURST {
-        // Different amounts: the sandbox, like a careful server, refuses a signature it has
-        // already seen, and the same request in the same second has the same signature.
+        // Amounts unlike the others of this run (step 1 asked for 100): the sandbox, like a
+        // careful server, refuses a signature it has already seen, and the same request in the
+        // same second has the same signature.
         let url = format!(
             "{}{QUOTE_PATH}?srcCurrency=USD&dstCurrency=BTC&srcAmount={}",
             sandbox.url(),
-            100 + n
+            200 + n
         );
         let request = Request::get(&url).body(SignedBody::empty())?;
         tasks.spawn(quiet.clone().oneshot(request));
     }
     let mut answered_ok = 0;
     while let Some(outcome) = tasks.join_next().await {
-        if outcome?
-            .map_err(|error| format!("a quote of step 4 failed: {error}"))?
-            .status()
-            == StatusCode::OK
-        {
+        let response = outcome?.map_err(|error| format!("a quote of step 4 failed: {error}"))?;
+        if response.status() == StatusCode::OK {
             answered_ok += 1;
+        } else {
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            println!("   <- {status} {}", String::from_utf8_lossy(&body));
         }
     }
     let elapsed = started.elapsed();
