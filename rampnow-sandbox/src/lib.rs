@@ -140,12 +140,15 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 use tower::{service_fn, Layer, ServiceExt};
 
+use diagnose::Diagnosis;
 use rampnow_auth::verify::{RampnowVerifyLayer, Rejection};
 use rampnow_auth::Credentials;
 use rampnow_auth::{Clock, SystemClock};
 use targets::{Refusal, TargetTracker, Targets};
 
 pub mod cli;
+pub mod diagnose;
+mod refusals;
 mod routes;
 mod targets;
 
@@ -272,6 +275,7 @@ pub fn sandbox_credentials() -> Credentials {
 pub struct SandboxBuilder {
     addr: SocketAddr,
     credentials: Option<Credentials>,
+    other_keys: Vec<Credentials>,
     clock: Arc<dyn Clock>,
     clock_skew_secs: i64,
     replay_capacity: Option<usize>,
@@ -298,6 +302,7 @@ impl SandboxBuilder {
         SandboxBuilder {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             credentials: None,
+            other_keys: Vec::new(),
             clock: Arc::new(SystemClock),
             clock_skew_secs: 0,
             replay_capacity: Some(DEFAULT_REPLAY_CAPACITY),
@@ -324,6 +329,32 @@ impl SandboxBuilder {
     /// Accepts these credentials instead of [`sandbox_credentials`].
     pub fn credentials(mut self, credentials: Credentials) -> SandboxBuilder {
         self.credentials = Some(credentials);
+        self
+    }
+
+    /// Accepts these credentials too, besides the main ones ([`credentials`](Self::credentials)
+    /// or [`sandbox_credentials`]): a server knows several keys, as during a key rotation. A
+    /// request sent with one key and signed with another's secret is refused, and the refusal
+    /// names the key whose secret signed it (see [`diagnose`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use rampnow_auth::Credentials;
+    /// use rampnow_sandbox::Sandbox;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::builder()
+    ///     .also_accept(Credentials::new("ak_sandbox_new", "pk_sandbox_new_secret")?)
+    ///     .quiet(true)
+    ///     .start()
+    ///     .await?;
+    /// assert_eq!(sandbox.keys().len(), 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn also_accept(mut self, credentials: Credentials) -> SandboxBuilder {
+        self.other_keys.push(credentials);
         self
     }
 
@@ -492,6 +523,13 @@ impl SandboxBuilder {
         }
         self.limits.check()?;
         let credentials = self.credentials.unwrap_or_else(sandbox_credentials);
+        let mut keys = vec![credentials.clone()];
+        for other in self.other_keys {
+            if keys.iter().all(|k| k.api_key() != other.api_key()) {
+                keys.push(other);
+            }
+        }
+        let keys: Arc<[Credentials]> = keys.into();
         let tls = Tls::generate().map_err(|error| {
             io::Error::other(format!(
                 "the Rampnow sandbox could not make its TLS certificate ({error}); this is a bug \
@@ -513,7 +551,7 @@ impl SandboxBuilder {
             base: self.clock,
             skew_secs: self.clock_skew_secs,
         });
-        let mut verify = RampnowVerifyLayer::new(credentials.clone())
+        let mut verify = RampnowVerifyLayer::new(keys.to_vec())
             .with_clock(clock.clone())
             .body_read_timeout(self.limits.body_read_timeout)
             .max_body_size(self.limits.max_body_size);
@@ -528,6 +566,7 @@ impl SandboxBuilder {
             log.clone(),
             clock,
             self.limits,
+            keys.clone(),
         ));
         Ok(Sandbox {
             addr,
@@ -535,6 +574,7 @@ impl SandboxBuilder {
             ca_cert_der: tls.ca_der,
             client_config: tls.client,
             credentials,
+            keys,
             verify,
             log,
             task,
@@ -547,6 +587,7 @@ impl fmt::Debug for SandboxBuilder {
         f.debug_struct("SandboxBuilder")
             .field("addr", &self.addr)
             .field("credentials", &self.credentials)
+            .field("other_keys", &self.other_keys)
             .field("clock_skew_secs", &self.clock_skew_secs)
             .field("replay_capacity", &self.replay_capacity)
             .field("quiet", &self.quiet)
@@ -663,6 +704,7 @@ pub struct Sandbox {
     ca_cert_der: CertificateDer<'static>,
     client_config: rustls::ClientConfig,
     credentials: Credentials,
+    keys: Arc<[Credentials]>,
     verify: RampnowVerifyLayer,
     log: Arc<RequestLog>,
     task: JoinHandle<()>,
@@ -726,6 +768,13 @@ impl Sandbox {
         &self.credentials
     }
 
+    /// Every key the sandbox accepts: its [`credentials`](Self::credentials) first, then those
+    /// given to [`also_accept`](SandboxBuilder::also_accept).
+    #[must_use]
+    pub fn keys(&self) -> &[Credentials] {
+        &self.keys
+    }
+
     /// The requests served so far, oldest first: at most the last [`LOG_CAPACITY`], in at most
     /// [`LOG_MAX_BYTES`], each target cut to [`LOG_TARGET_MAX_BYTES`]. A request is logged
     /// before its response is sent, so it is here once the client has the response.
@@ -780,8 +829,12 @@ pub struct LogEntry {
     /// The status answered.
     pub status: StatusCode,
     /// Why the verifier refused the request; `None` when the signature verified (the routes
-    /// then answered, whatever the status).
+    /// then answered, whatever the status). Its reason is the verifier's; the reason sent
+    /// names the [`diagnosis`](Self::diagnosis) too.
     pub rejection: Option<Rejection>,
+    /// The mistake the sandbox found behind a `signature_mismatch`, `invalid_signature` or
+    /// `stale_timestamp` refusal, if it found one (see [`diagnose`]).
+    pub diagnosis: Option<Diagnosis>,
 }
 
 impl LogEntry {
@@ -797,7 +850,13 @@ impl fmt::Display for LogEntry {
         let method = cut(self.method.as_str(), LOG_METHOD_MAX_BYTES);
         write!(f, "{method} {} -> {}", self.target, self.status)?;
         match &self.rejection {
-            Some(rejection) => write!(f, " refused: {rejection}"),
+            Some(rejection) => {
+                write!(f, " refused: {rejection}")?;
+                match &self.diagnosis {
+                    Some(diagnosis) => write!(f, " [diagnosis: {diagnosis}]"),
+                    None => Ok(()),
+                }
+            }
             None => f.write_str(" (signature verified)"),
         }
     }
@@ -863,6 +922,10 @@ impl RequestLog {
             + entry.target.capacity()
             + entry.method.as_str().len()
             + entry.rejection.as_ref().map_or(0, |r| r.reason().len())
+            + entry.diagnosis.as_ref().map_or(0, |d| {
+                d.mistakes().len() * std::mem::size_of::<diagnose::Mistake>()
+                    + d.other_api_key().map_or(0, str::len)
+            })
     }
 
     fn record(&self, entry: LogEntry) {
@@ -997,6 +1060,7 @@ async fn serve(
     log: Arc<RequestLog>,
     clock: Arc<SkewedClock>,
     limits: Limits,
+    keys: Arc<[Credentials]>,
 ) {
     let quiet = log.quiet;
     let http = limits.http1();
@@ -1009,7 +1073,9 @@ async fn serve(
     // requests in flight, not connections (an idle or stalled connection holds no request).
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let routes = verify.layer(service_fn(routes::route));
-    // Outermost: note each request and its answer, including the verifier's refusals.
+    let budget = Arc::new(refusals::Budget::new());
+    // Outermost: note each request and its answer, including the verifier's refusals, and
+    // diagnose a refused signature.
     let service = service_fn(move |request: Request<Incoming>| {
         let method = request.method().clone();
         // Cut now: anyone can send a 60 KB target, signed or not.
@@ -1017,11 +1083,32 @@ async fn serve(
             || "/".to_owned(),
             |pq| cut(pq.as_str(), LOG_TARGET_MAX_BYTES),
         );
-        let answer = routes.clone().oneshot(request);
+        let routes = routes.clone();
         let log = log.clone();
         let clock = clock.clone();
+        let keys = keys.clone();
+        let budget = budget.clone();
         async move {
-            let mut response = answer.await?;
+            let (request, kept) = refusals::keep(request, limits.body_read_timeout).await;
+            let mut response = routes.oneshot(request).await?;
+            let mut diagnosis = None;
+            let rejection = response.extensions().get::<Rejection>().cloned();
+            if let (Some(rejection), Some(kept)) = (&rejection, &kept) {
+                let now = clock
+                    .now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_secs());
+                if let Some((found, reason)) =
+                    refusals::diagnose_refusal(rejection, kept, &keys, &budget, now)
+                {
+                    response = refusals::with_reason(response, reason).await;
+                    if let Some(found) = &found {
+                        response.extensions_mut().insert(found.clone());
+                    }
+                    diagnosis = found;
+                }
+            }
             // The `Date` a real server sends comes from its own clock, skew included; clients
             // that sync to the server's time learn from it.
             if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(clock.now())) {
@@ -1031,7 +1118,8 @@ async fn serve(
                 method,
                 target,
                 status: response.status(),
-                rejection: response.extensions().get::<Rejection>().cloned(),
+                rejection,
+                diagnosis,
             });
             Ok::<_, Infallible>(response)
         }
@@ -1136,6 +1224,7 @@ mod tests {
             target: cut(target, LOG_TARGET_MAX_BYTES),
             status: StatusCode::UNAUTHORIZED,
             rejection,
+            diagnosis: None,
         }
     }
 
