@@ -193,86 +193,103 @@ impl Mistake {
         }
     }
 
-    /// What was signed, in words (no values), as "it matches ..." continues it.
-    pub(crate) fn what(self) -> &'static str {
+    /// What was signed (or sent), in words and without values, as "it matches ..." continues
+    /// it; and what to do instead.
+    fn words(self) -> (&'static str, &'static str) {
         match self {
-            Mistake::SignatureHexPrefix => {
-                "the signature header has 0x in front of its hex digits; send the 64 hex digits alone"
-            }
-            Mistake::SignatureBase64 => {
-                "the signature header is base64, not hex; send the 32 bytes as 64 hex digits"
-            }
-            Mistake::BodyLeftOut => {
-                "the request with the body left out; sign the body bytes you send after the target"
-            }
-            Mistake::EmptyBodySignedAsJson => {
-                "{}, null or \"\" in place of the empty body; with no body, sign nothing after the target"
-            }
-            Mistake::BodyDoubleEncoded => {
-                "the body JSON-encoded a second time (json.dumps on a string that is already \
-                 JSON); sign the bytes you send"
-            }
-            Mistake::BodyDoubleEncodedUnicode => {
+            Mistake::SignatureHexPrefix => (
+                "it has 0x in front of its hex digits",
+                "send the 64 hex digits alone",
+            ),
+            Mistake::SignatureBase64 => (
+                "it is base64, not hex",
+                "send the 32 bytes as 64 hex digits",
+            ),
+            Mistake::BodyLeftOut => (
+                "the request with the body left out",
+                "sign the body bytes you send, after the target",
+            ),
+            Mistake::EmptyBodySignedAsJson => (
+                "{}, null or \"\" in place of the empty body",
+                "with no body, sign nothing after the target",
+            ),
+            Mistake::BodyDoubleEncoded => (
+                "the body JSON-encoded a second time (json.dumps on a string that is already JSON)",
+                "sign the bytes you send",
+            ),
+            Mistake::BodyDoubleEncodedUnicode => (
                 "the body JSON-encoded a second time (json.dumps(..., ensure_ascii=False), \
-                 JSON.stringify or serde_json on a string that is already JSON); sign the bytes \
-                 you send"
-            }
-            Mistake::BodySentDoubleEncoded => {
+                 JSON.stringify or serde_json on a string that is already JSON)",
+                "sign the bytes you send",
+            ),
+            Mistake::BodySentDoubleEncoded => (
                 "the content of the JSON string sent as the body: the body was JSON-encoded a \
-                 second time after signing (as requests.post(url, json=text) does); send the \
-                 bytes you signed, e.g. with data=text"
-            }
-            Mistake::BodyTrailingNewline => {
-                "the body with a trailing newline that was not sent; sign the bytes you send"
-            }
-            Mistake::BodyNewlineNotSigned => {
-                "the body without the trailing newline it was sent with; sign the bytes you send"
-            }
-            Mistake::BodyWhitespace => {
-                "the body with other JSON white space (spaces after , and :, or none); \
-                 serialize once and sign and send those same bytes"
-            }
-            Mistake::QueryLeftOut => {
-                "the path without its query string; sign the path and query as sent"
-            }
-            Mistake::QuerySignedDecoded => {
-                "the query percent-decoded while it was sent encoded; sign the query exactly as \
-                 sent, encoded"
-            }
-            Mistake::QuerySignedEncoded => {
-                "the query percent-encoded while it was sent with those characters raw; sign the \
-                 query exactly as sent (encode it once, then sign and send that)"
-            }
-            Mistake::QuerySpaceEncoding => {
-                "the query with its spaces encoded the other way (+ vs %20); sign the query \
-                 exactly as sent"
-            }
-            Mistake::TargetWithOrigin => {
-                "the URL with the scheme and host in front of the path; sign the path and query \
-                 only, starting with /"
-            }
-            Mistake::TargetWithHost => {
-                "the host in front of the path; sign the path and query only, starting with /"
-            }
-            Mistake::MethodLowercase => {
-                "the method in lower case; sign it in upper case (GET, POST)"
-            }
-            Mistake::TimestampMilliseconds => {
-                "the timestamp looks like milliseconds; send and sign whole seconds since the \
-                 Unix epoch"
-            }
-            Mistake::SignedMilliseconds => {
-                "the timestamp in milliseconds while the header holds seconds; sign the \
-                 header's value exactly"
-            }
-            Mistake::OtherKeySecret => {
-                "the secret of another API key; sign with the secret of the key you send"
-            }
-            Mistake::KeyAndSecretSwapped => {
-                "the API key used as the secret (key and secret swapped); key the HMAC with the \
-                 API secret"
-            }
+                 second time after signing (as requests.post(url, json=text) does)",
+                "send the bytes you signed, e.g. with data=text",
+            ),
+            Mistake::BodyTrailingNewline => (
+                "the body with a trailing newline that was not sent",
+                "sign the bytes you send",
+            ),
+            Mistake::BodyNewlineNotSigned => (
+                "the body without the trailing newline it was sent with",
+                "sign the bytes you send",
+            ),
+            Mistake::BodyWhitespace => (
+                "the body with other JSON white space (spaces after , and :, or none)",
+                "serialize once, then sign and send those same bytes",
+            ),
+            Mistake::QueryLeftOut => (
+                "the path without its query string",
+                "sign the path and query as sent",
+            ),
+            Mistake::QuerySignedDecoded => (
+                "the query percent-decoded while it was sent encoded",
+                "sign the query exactly as sent, encoded",
+            ),
+            Mistake::QuerySignedEncoded => (
+                "the query percent-encoded while it was sent with those characters raw",
+                "sign the query exactly as sent (encode it once, then sign and send that)",
+            ),
+            Mistake::QuerySpaceEncoding => (
+                "the query with its spaces encoded the other way (+ vs %20)",
+                "sign the query exactly as sent",
+            ),
+            Mistake::TargetWithOrigin => (
+                "the URL with the scheme and host in front of the path",
+                "sign the path and query only, starting with /",
+            ),
+            Mistake::TargetWithHost => (
+                "the host in front of the path",
+                "sign the path and query only, starting with /",
+            ),
+            Mistake::MethodLowercase => (
+                "the method in lower case",
+                "sign the method in upper case (GET, POST)",
+            ),
+            Mistake::TimestampMilliseconds => (
+                "the timestamp looks like milliseconds",
+                "send and sign whole seconds since the Unix epoch",
+            ),
+            Mistake::SignedMilliseconds => (
+                "the timestamp in milliseconds while the header holds seconds",
+                "sign the header's value exactly",
+            ),
+            Mistake::OtherKeySecret => (
+                "the secret of another API key",
+                "sign with the secret of the key you send",
+            ),
+            Mistake::KeyAndSecretSwapped => (
+                "the API key used as the secret (key and secret swapped)",
+                "key the HMAC with the API secret",
+            ),
         }
+    }
+
+    /// The mistake and its fix in one sentence, for a mistake named alone.
+    pub(crate) fn alone(self) -> String {
+        let (what, fix) = self.words();
+        format!("{what}; {fix}")
     }
 
     fn is_encoding(self) -> bool {
@@ -342,39 +359,39 @@ impl Diagnosis {
     /// reason.
     #[must_use]
     pub fn sentence(&self) -> String {
-        let mut out = String::new();
         let (encoding, content): (Vec<Mistake>, Vec<Mistake>) =
             self.mistakes.iter().partition(|m| m.is_encoding());
-        for mistake in &encoding {
-            out.push_str(mistake.what());
+        let mut out: Vec<String> = encoding.iter().map(|m| m.alone()).collect();
+        if content.is_empty() {
+            if !encoding.is_empty() {
+                out.push(if self.matches {
+                    "decoded, it matches the request".to_owned()
+                } else {
+                    "decoded, it does not match the request either: sign timestamp + METHOD + \
+                     path and query exactly as sent + the body bytes exactly as sent"
+                        .to_owned()
+                });
+            }
+            return out.join("; ");
         }
-        if !content.is_empty() {
-            if !out.is_empty() {
-                out.push_str("; decoded, ");
-            }
-            out.push_str("it matches ");
-            for (i, mistake) in content.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", and with ");
-                }
-                out.push_str(mistake.what());
-                if *mistake == Mistake::OtherKeySecret {
-                    if let Some(key) = &self.other_api_key {
-                        out.push_str(&format!(" (it was signed with the secret of {key})"));
-                    }
-                }
-            }
-        } else if !encoding.is_empty() {
-            if self.matches {
-                out.push_str("; decoded, it matches the request");
-            } else {
-                out.push_str(
-                    "; decoded, it does not match the request either: sign timestamp + METHOD + \
-                     path and query exactly as sent + the body bytes exactly as sent",
-                );
+        let whats: Vec<String> = content
+            .iter()
+            .map(|m| match (m, &self.other_api_key) {
+                (Mistake::OtherKeySecret, Some(key)) => format!("{} ({key})", m.words().0),
+                _ => m.words().0.to_owned(),
+            })
+            .collect();
+        let decoded = if encoding.is_empty() { "" } else { "decoded, " };
+        out.push(format!("{decoded}it matches {}", whats.join(" and ")));
+        let mut fixes: Vec<&str> = Vec::new();
+        for mistake in &content {
+            let fix = mistake.words().1;
+            if !fixes.contains(&fix) {
+                fixes.push(fix);
             }
         }
-        out
+        out.push(fixes.join("; "));
+        out.join("; ")
     }
 }
 

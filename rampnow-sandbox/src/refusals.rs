@@ -193,9 +193,13 @@ impl Budget {
 
     /// Up to [`DIAGNOSIS_BYTES_PER_REQUEST`] bytes from this second's budget.
     fn take(&self) -> usize {
+        self.take_at(Instant::now())
+    }
+
+    fn take_at(&self, now: Instant) -> usize {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if state.0.elapsed() >= Duration::from_secs(1) {
-            *state = (Instant::now(), 0);
+        if now.saturating_duration_since(state.0) >= Duration::from_secs(1) {
+            *state = (now, 0);
         }
         let granted = DIAGNOSIS_BYTES_PER_REQUEST.min(DIAGNOSIS_BYTES_PER_SECOND - state.1);
         state.1 += granted;
@@ -224,7 +228,7 @@ pub(crate) fn diagnose_refusal(
             let reason = format!(
                 "{}; {}",
                 rejection.reason(),
-                diagnosis.mistakes()[0].what()
+                diagnosis.mistakes()[0].alone()
             );
             Some((Some(diagnosis), reason))
         }
@@ -233,7 +237,10 @@ pub(crate) fn diagnose_refusal(
             let copy = kept.copy.lock().unwrap_or_else(PoisonError::into_inner);
             let (body, skip): (&[u8], _) = if copy.too_large {
                 (&[], Some(Skip::BodyTooLarge))
-            } else if !copy.read {
+            } else if !copy.read && rejection.kind() != RejectionKind::SignatureMismatch {
+                // A mismatch is found only once the verifier has read the whole body (it may
+                // stop polling at the announced end, so `read` may be unset); a malformed
+                // signature is refused before, and only a body read first is there.
                 (&[], Some(Skip::BodyNotRead))
             } else {
                 (&copy.bytes, None)
@@ -258,7 +265,7 @@ pub(crate) fn diagnose_refusal(
                 return Some(match encoding {
                     Some(mistake) => (
                         Some(Diagnosis::encoding_only(mistake)),
-                        format!("{lead}: {}; {}", mistake.what(), skip.sentence()),
+                        format!("{lead}: {}; {}", mistake.alone(), skip.sentence()),
                     ),
                     None => (None, format!("{}; {}", rejection.reason(), skip.sentence())),
                 });
@@ -275,7 +282,7 @@ pub(crate) fn diagnose_refusal(
                 Outcome::Skipped(skip, encoding) => Some(match encoding {
                     Some(mistake) => (
                         Some(Diagnosis::encoding_only(mistake)),
-                        format!("{lead}: {}; {}", mistake.what(), skip.sentence()),
+                        format!("{lead}: {}; {}", mistake.alone(), skip.sentence()),
                     ),
                     None => (None, format!("{}; {}", rejection.reason(), skip.sentence())),
                 }),
@@ -305,4 +312,33 @@ pub(crate) async fn with_reason(
     };
     parts.headers.remove(http::header::CONTENT_LENGTH);
     Response::from_parts(parts, Full::new(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_runs_out_within_a_second_and_comes_back_after_it() {
+        let budget = Budget::new();
+        let start = budget.state.lock().unwrap().0;
+        let mut total = 0;
+        let mut grants = 0;
+        loop {
+            let granted = budget.take_at(start);
+            assert!(granted <= DIAGNOSIS_BYTES_PER_REQUEST);
+            if granted == 0 {
+                break;
+            }
+            total += granted;
+            grants += 1;
+        }
+        assert_eq!(total, DIAGNOSIS_BYTES_PER_SECOND);
+        assert_eq!(grants, DIAGNOSIS_BYTES_PER_SECOND / DIAGNOSIS_BYTES_PER_REQUEST);
+        budget.give_back(100);
+        assert_eq!(budget.take_at(start), 100);
+        assert_eq!(budget.take_at(start), 0);
+        let later = start + Duration::from_secs(1);
+        assert_eq!(budget.take_at(later), DIAGNOSIS_BYTES_PER_REQUEST);
+    }
 }
