@@ -19,9 +19,13 @@ use std::time::Duration;
 use crate::{Sandbox, SandboxBuilder, QUOTE_PATH, SANDBOX_API_SECRET};
 use rampnow_auth::{Credentials, API_KEY_ENV, API_SECRET_ENV};
 
+mod explain;
+
 const USAGE: &str = "\
 usage: rampnow-sandbox [options]
        (from a checkout: cargo run --example sandbox -- [options])
+       rampnow-sandbox explain ...   check a request's signature and name the mistake
+                                     (rampnow-sandbox explain --help)
 
   --addr ADDR         listen on ADDR (default 127.0.0.1:8443; port 0 picks a free one)
   --api-key KEY       accept this API key (default: $RAMPNOW_API_KEY, else the sandbox key)
@@ -178,6 +182,16 @@ fn credentials(args: &mut Args) -> Result<(Credentials, bool), String> {
 /// # }
 /// ```
 pub async fn run(argv: impl IntoIterator<Item = String>) -> ExitCode {
+    let mut argv = argv.into_iter().peekable();
+    let command = argv.peek().cloned();
+    match command.as_deref() {
+        Some("explain") => explain::run(argv.skip(1)),
+        _ => serve(argv).await,
+    }
+}
+
+/// Starts the sandbox and serves until Ctrl-C (the command without a subcommand).
+async fn serve(argv: impl IntoIterator<Item = String>) -> ExitCode {
     let mut args = match parse_args(argv) {
         Ok(Some(args)) => args,
         Ok(None) => {
