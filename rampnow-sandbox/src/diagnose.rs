@@ -610,15 +610,13 @@ impl Searcher {
             target: Cow::Borrowed(received.target.as_bytes()),
             body: Cow::Borrowed(received.body),
         };
-        let found = |mistakes: Vec<Mistake>, signed: Candidate<'a>, key: Option<String>| {
-            Finding {
-                diagnosis: Diagnosis {
-                    mistakes: encoding.into_iter().chain(mistakes).collect(),
-                    matches: true,
-                    other_api_key: key,
-                },
-                signed,
-            }
+        let found = |mistakes: Vec<Mistake>, signed: Candidate<'a>, key: Option<String>| Finding {
+            diagnosis: Diagnosis {
+                mistakes: encoding.into_iter().chain(mistakes).collect(),
+                matches: true,
+                other_api_key: key,
+            },
+            signed,
         };
         match self.try_with(&sent, None) {
             Ok(true) if encoding.is_some() => {
@@ -695,7 +693,10 @@ impl Searcher {
         // The body.
         if body.is_empty() {
             for json in [&b"{}"[..], b"null", b"\"\""] {
-                attempt!(vec![Mistake::EmptyBodySignedAsJson], with_body(json.to_vec()));
+                attempt!(
+                    vec![Mistake::EmptyBodySignedAsJson],
+                    with_body(json.to_vec())
+                );
             }
         } else {
             attempt!(vec![Mistake::BodyLeftOut], with_body(Vec::new()));
@@ -728,9 +729,15 @@ impl Searcher {
             }
         }
         if let Some(stripped) = body.strip_suffix(b"\n") {
-            attempt!(vec![Mistake::BodyNewlineNotSigned], with_body(stripped.to_vec()));
+            attempt!(
+                vec![Mistake::BodyNewlineNotSigned],
+                with_body(stripped.to_vec())
+            );
             if let Some(stripped) = stripped.strip_suffix(b"\r") {
-                attempt!(vec![Mistake::BodyNewlineNotSigned], with_body(stripped.to_vec()));
+                attempt!(
+                    vec![Mistake::BodyNewlineNotSigned],
+                    with_body(stripped.to_vec())
+                );
             }
         }
         for python in [false, true] {
@@ -784,7 +791,11 @@ impl Searcher {
         if let Ok(swapped) = Credentials::new("swapped", received.api_key) {
             match self.try_with(sent, Some(&Signer::new(&swapped))) {
                 Ok(true) => {
-                    return Ok(Some((vec![Mistake::KeyAndSecretSwapped], sent.clone(), None)))
+                    return Ok(Some((
+                        vec![Mistake::KeyAndSecretSwapped],
+                        sent.clone(),
+                        None,
+                    )))
                 }
                 Ok(false) => {}
                 Err(()) => return Err(OutOfBudget),
@@ -888,7 +899,10 @@ fn sign(signer: &Signer, candidate: &Candidate<'_>) -> Option<Signature> {
     }
     let zeros = digits.iter().take_while(|d| **d == b'0').count();
     let (timestamp, prefix) = if zeros == 0 || digits.len() == 1 {
-        (std::str::from_utf8(digits).ok()?.parse::<u64>().ok()?, &[][..])
+        (
+            std::str::from_utf8(digits).ok()?.parse::<u64>().ok()?,
+            &[][..],
+        )
     } else {
         (0, &digits[1..])
     };
@@ -1028,7 +1042,10 @@ fn target_candidates(received: &Received<'_>) -> Vec<(Mistake, Vec<u8>)> {
                 Mistake::TargetWithOrigin,
                 format!("https://{host}{target}").into_bytes(),
             );
-            push(Mistake::TargetWithHost, format!("{host}{target}").into_bytes());
+            push(
+                Mistake::TargetWithHost,
+                format!("{host}{target}").into_bytes(),
+            );
         }
     }
     out
@@ -1080,8 +1097,7 @@ fn encode_query(query: &str, safe: &[u8]) -> Vec<u8> {
             && bytes
                 .get(i + 1..i + 3)
                 .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
-        if byte.is_ascii_alphanumeric() || safe.contains(&byte) || b"&=".contains(&byte) || escape
-        {
+        if byte.is_ascii_alphanumeric() || safe.contains(&byte) || b"&=".contains(&byte) || escape {
             out.push(byte);
         } else {
             out.extend_from_slice(format!("%{byte:02X}").as_bytes());
@@ -1103,17 +1119,30 @@ mod tests {
     }
 
     /// Signs the parts as a client would, with `credentials`.
-    fn signed(credentials: &Credentials, ts: &str, method: &str, target: &[u8], body: &[u8]) -> String {
+    fn signed(
+        credentials: &Credentials,
+        ts: &str,
+        method: &str,
+        target: &[u8],
+        body: &[u8],
+    ) -> String {
         let candidate = Candidate {
             timestamp: Cow::Owned(ts.as_bytes().to_vec()),
             method: Cow::Owned(method.as_bytes().to_vec()),
             target: Cow::Owned(target.to_vec()),
             body: Cow::Owned(body.to_vec()),
         };
-        sign(&Signer::new(credentials), &candidate).unwrap().to_string()
+        sign(&Signer::new(credentials), &candidate)
+            .unwrap()
+            .to_string()
     }
 
-    fn received<'a>(method: &'a str, target: &'a str, body: &'a [u8], signature: &'a str) -> Received<'a> {
+    fn received<'a>(
+        method: &'a str,
+        target: &'a str,
+        body: &'a [u8],
+        signature: &'a str,
+    ) -> Received<'a> {
         Received {
             method,
             target,
@@ -1138,7 +1167,13 @@ mod tests {
             Outcome::Found(finding) => {
                 assert_eq!(
                     finding.signed_message(),
-                    [TS.as_bytes(), signed_as.0.as_bytes(), signed_as.1, signed_as.2].concat()
+                    [
+                        TS.as_bytes(),
+                        signed_as.0.as_bytes(),
+                        signed_as.1,
+                        signed_as.2
+                    ]
+                    .concat()
                 );
                 Some(finding.diagnosis().code())
             }
@@ -1152,26 +1187,51 @@ mod tests {
     fn a_matching_signature_is_not_a_mistake() {
         let signature = signed(&credentials(), TS, "POST", PATH.as_bytes(), b"{}");
         let r = received("POST", PATH, b"{}", &signature);
-        assert!(matches!(diagnose(&r, &credentials(), &[], usize::MAX), Outcome::Matches));
+        assert!(matches!(
+            diagnose(&r, &credentials(), &[], usize::MAX),
+            Outcome::Matches
+        ));
         let upper = signature.to_ascii_uppercase();
         let r = received("POST", PATH, b"{}", &upper);
-        assert!(matches!(diagnose(&r, &credentials(), &[], usize::MAX), Outcome::Matches));
+        assert!(matches!(
+            diagnose(&r, &credentials(), &[], usize::MAX),
+            Outcome::Matches
+        ));
     }
 
     #[test]
     fn body_mistakes() {
-        let body = r#"{"srcCurrency": "EUR", "note": "caf\u00e9 \"x\"", "emoji": "😀é"}"#.as_bytes();
+        let body =
+            r#"{"srcCurrency": "EUR", "note": "caf\u00e9 \"x\"", "emoji": "😀é"}"#.as_bytes();
         let text = std::str::from_utf8(body).unwrap();
-        let post = |signed_body: &[u8]| found(("POST", PATH, body), ("POST", PATH.as_bytes(), signed_body), &[]);
-        assert_eq!(post(&python_dumps(text, true)).as_deref(), Some("body_double_encoded"));
+        let post = |signed_body: &[u8]| {
+            found(
+                ("POST", PATH, body),
+                ("POST", PATH.as_bytes(), signed_body),
+                &[],
+            )
+        };
+        assert_eq!(
+            post(&python_dumps(text, true)).as_deref(),
+            Some("body_double_encoded")
+        );
         assert_eq!(
             post(&python_dumps(text, false)).as_deref(),
             Some("body_double_encoded_unicode")
         );
         assert_eq!(post(b"").as_deref(), Some("body_left_out"));
-        assert_eq!(post(&[&body[..], b"\n"].concat()).as_deref(), Some("body_trailing_newline"));
-        assert_eq!(post(&[&body[..], b"\r\n"].concat()).as_deref(), Some("body_trailing_newline"));
-        assert_eq!(post(&json_respaced(body, false).unwrap()).as_deref(), Some("body_whitespace"));
+        assert_eq!(
+            post(&[&body[..], b"\n"].concat()).as_deref(),
+            Some("body_trailing_newline")
+        );
+        assert_eq!(
+            post(&[&body[..], b"\r\n"].concat()).as_deref(),
+            Some("body_trailing_newline")
+        );
+        assert_eq!(
+            post(&json_respaced(body, false).unwrap()).as_deref(),
+            Some("body_whitespace")
+        );
         // Another key order is not recoverable.
         assert_eq!(
             post(r#"{"note": "caf\u00e9 \"x\"", "srcCurrency": "EUR", "emoji": "😀é"}"#.as_bytes()),
@@ -1180,7 +1240,12 @@ mod tests {
 
         let with_newline = b"{\"a\":1}\r\n";
         assert_eq!(
-            found(("POST", PATH, with_newline), ("POST", PATH.as_bytes(), b"{\"a\":1}"), &[]).as_deref(),
+            found(
+                ("POST", PATH, with_newline),
+                ("POST", PATH.as_bytes(), b"{\"a\":1}"),
+                &[]
+            )
+            .as_deref(),
             Some("body_newline_not_signed")
         );
         assert_eq!(
@@ -1189,7 +1254,12 @@ mod tests {
         );
         let sent_twice = br#""{\"a\":1}""#;
         assert_eq!(
-            found(("POST", PATH, sent_twice), ("POST", PATH.as_bytes(), b"{\"a\":1}"), &[]).as_deref(),
+            found(
+                ("POST", PATH, sent_twice),
+                ("POST", PATH.as_bytes(), b"{\"a\":1}"),
+                &[]
+            )
+            .as_deref(),
             Some("body_sent_double_encoded")
         );
     }
@@ -1197,8 +1267,14 @@ mod tests {
     #[test]
     fn python_dumps_matches_python() {
         // Each pair checked against CPython 3's json.dumps (ensure_ascii default, then False).
-        assert_eq!(python_dumps("{\"a\": \"b\\\\c\"}", true), br#""{\"a\": \"b\\\\c\"}""#);
-        assert_eq!(python_dumps("é😀\u{7f}\n\u{1}", true), br#""\u00e9\ud83d\ude00\u007f\n\u0001""#);
+        assert_eq!(
+            python_dumps("{\"a\": \"b\\\\c\"}", true),
+            br#""{\"a\": \"b\\\\c\"}""#
+        );
+        assert_eq!(
+            python_dumps("é😀\u{7f}\n\u{1}", true),
+            br#""\u00e9\ud83d\ude00\u007f\n\u0001""#
+        );
         assert_eq!(
             python_dumps("é😀\u{7f}\n\u{1}", false),
             "\"é😀\u{7f}\\n\\u0001\"".as_bytes()
@@ -1209,7 +1285,11 @@ mod tests {
     fn target_and_method_mistakes() {
         let target = format!("{PATH}?email=a%40b.com&q=a+b");
         let get = |signed_method: &str, signed_target: &str| {
-            found(("GET", &target, b""), (signed_method, signed_target.as_bytes(), b""), &[])
+            found(
+                ("GET", &target, b""),
+                (signed_method, signed_target.as_bytes(), b""),
+                &[],
+            )
         };
         assert_eq!(get("GET", PATH).as_deref(), Some("query_left_out"));
         assert_eq!(
@@ -1232,9 +1312,15 @@ mod tests {
             get("GET", &format!("https://127.0.0.1{target}")).as_deref(),
             Some("target_with_origin")
         );
-        assert_eq!(get("GET", &format!("127.0.0.1:8443{target}")).as_deref(), Some("target_with_host"));
+        assert_eq!(
+            get("GET", &format!("127.0.0.1:8443{target}")).as_deref(),
+            Some("target_with_host")
+        );
         assert_eq!(get("get", &target).as_deref(), Some("method_lowercase"));
-        assert_eq!(get("get", PATH).as_deref(), Some("method_lowercase+query_left_out"));
+        assert_eq!(
+            get("get", PATH).as_deref(),
+            Some("method_lowercase+query_left_out")
+        );
 
         // Sent raw, signed encoded (encodeURIComponent, then Python's quote_plus).
         let raw = format!("{PATH}?email=a@b.com&t=x:y(1)");
@@ -1243,7 +1329,12 @@ mod tests {
             format!("{PATH}?email=a%40b.com&t=x%3Ay%281%29"),
         ] {
             assert_eq!(
-                found(("GET", &raw, b""), ("GET", signed_target.as_bytes(), b""), &[]).as_deref(),
+                found(
+                    ("GET", &raw, b""),
+                    ("GET", signed_target.as_bytes(), b""),
+                    &[]
+                )
+                .as_deref(),
                 Some("query_signed_encoded")
             );
         }
@@ -1254,7 +1345,9 @@ mod tests {
         let other = Credentials::new("ak_other", "pk_other_secret").unwrap();
         let signature = signed(&other, TS, "GET", PATH.as_bytes(), b"");
         let r = received("GET", PATH, b"", &signature);
-        let Outcome::Found(finding) = diagnose(&r, &credentials(), &[credentials(), other], usize::MAX) else {
+        let Outcome::Found(finding) =
+            diagnose(&r, &credentials(), &[credentials(), other], usize::MAX)
+        else {
             panic!("not found");
         };
         assert_eq!(finding.diagnosis().mistakes(), [Mistake::OtherKeySecret]);
@@ -1283,7 +1376,9 @@ mod tests {
 
         let now = 1_700_000_000;
         assert_eq!(
-            stale_timestamp_hint("1700000000123", now).map(|d| d.code()).as_deref(),
+            stale_timestamp_hint("1700000000123", now)
+                .map(|d| d.code())
+                .as_deref(),
             Some("timestamp_milliseconds")
         );
         assert!(stale_timestamp_hint("1700000500", now).is_none());
@@ -1326,7 +1421,10 @@ mod tests {
         let b64 = base64_encode(&bytes, false);
         for (header, code) in [
             (format!("0x{hex_signature}"), "signature_hex_prefix"),
-            (format!("0X{}", hex_signature.to_ascii_uppercase()), "signature_hex_prefix"),
+            (
+                format!("0X{}", hex_signature.to_ascii_uppercase()),
+                "signature_hex_prefix",
+            ),
             (b64.clone(), "signature_base64"),
             (b64.trim_end_matches('=').to_owned(), "signature_base64"),
             (base64_encode(&bytes, true), "signature_base64"),
@@ -1336,7 +1434,10 @@ mod tests {
                 panic!("{header} not found");
             };
             assert_eq!(finding.diagnosis().code(), code, "{header}");
-            assert!(finding.diagnosis().sentence().contains("decoded, it matches the request"));
+            assert!(finding
+                .diagnosis()
+                .sentence()
+                .contains("decoded, it matches the request"));
         }
         // Base64 and a mistake.
         let left_out = signed(&credentials(), TS, "GET", PATH.as_bytes(), b"");
@@ -1346,17 +1447,40 @@ mod tests {
         let Outcome::Found(finding) = diagnose(&r, &credentials(), &[], usize::MAX) else {
             panic!("not found");
         };
-        assert_eq!(finding.diagnosis().code(), "signature_base64+query_left_out");
+        assert_eq!(
+            finding.diagnosis().code(),
+            "signature_base64+query_left_out"
+        );
         // Base64 of something else: the encoding is still named, without a match.
-        let r = received("GET", PATH, b"", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+        let r = received(
+            "GET",
+            PATH,
+            b"",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        );
         let Outcome::Found(finding) = diagnose(&r, &credentials(), &[], usize::MAX) else {
             panic!("not found");
         };
         assert_eq!(finding.diagnosis().code(), "signature_base64");
-        assert!(finding.diagnosis().sentence().contains("does not match the request either"));
-        for junk in ["", "xyz", &"g".repeat(64), &"=".repeat(44), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB="] {
+        assert!(finding
+            .diagnosis()
+            .sentence()
+            .contains("does not match the request either"));
+        for junk in [
+            "",
+            "xyz",
+            &"g".repeat(64),
+            &"=".repeat(44),
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB=",
+        ] {
             let r = received("GET", PATH, b"", junk);
-            assert!(matches!(diagnose(&r, &credentials(), &[], usize::MAX), Outcome::Undecodable), "{junk}");
+            assert!(
+                matches!(
+                    diagnose(&r, &credentials(), &[], usize::MAX),
+                    Outcome::Undecodable
+                ),
+                "{junk}"
+            );
         }
     }
 
@@ -1370,7 +1494,8 @@ mod tests {
         };
         let mut out = String::new();
         for chunk in bytes.chunks(3) {
-            let n = chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+            let n = chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b))
+                << (8 * (3 - chunk.len()));
             for i in 0..=chunk.len() {
                 out.push(alphabet[(n >> (18 - 6 * i) & 63) as usize] as char);
             }
@@ -1385,7 +1510,10 @@ mod tests {
     fn a_random_signature_is_not_diagnosed() {
         let target = format!("{PATH}?srcCurrency=USD&x=a%20b");
         let r = received("POST", &target, b"{\"a\": 1}\n", WRONG);
-        assert!(matches!(diagnose(&r, &credentials(), &[], usize::MAX), Outcome::NotFound));
+        assert!(matches!(
+            diagnose(&r, &credentials(), &[], usize::MAX),
+            Outcome::NotFound
+        ));
     }
 
     #[test]
@@ -1393,7 +1521,10 @@ mod tests {
         let body = vec![b'x'; MAX_DIAGNOSED_BODY + 1];
         let r = received("POST", PATH, &body, WRONG);
         let search = search(&r, &credentials(), &[], usize::MAX);
-        assert!(matches!(search.outcome, Outcome::Skipped(Skip::BodyTooLarge, None)));
+        assert!(matches!(
+            search.outcome,
+            Outcome::Skipped(Skip::BodyTooLarge, None)
+        ));
         // One HMAC only: checking the signature as sent.
         assert!(search.hashed_bytes <= body.len() + 200);
 
@@ -1402,7 +1533,11 @@ mod tests {
         let full = super::search(&r, &credentials(), &[], usize::MAX);
         assert!(matches!(full.outcome, Outcome::NotFound));
         // A bounded number of HMACs over the body, and no milliseconds search.
-        assert!(full.hashed_bytes < 40 * MAX_DIAGNOSED_BODY, "{}", full.hashed_bytes);
+        assert!(
+            full.hashed_bytes < 40 * MAX_DIAGNOSED_BODY,
+            "{}",
+            full.hashed_bytes
+        );
         let cut = super::search(&r, &credentials(), &[], 5 * MAX_DIAGNOSED_BODY);
         assert!(matches!(cut.outcome, Outcome::Skipped(Skip::Budget, None)));
         assert!(cut.hashed_bytes <= 5 * MAX_DIAGNOSED_BODY);

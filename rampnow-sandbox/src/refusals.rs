@@ -334,7 +334,10 @@ mod tests {
             grants += 1;
         }
         assert_eq!(total, DIAGNOSIS_BYTES_PER_SECOND);
-        assert_eq!(grants, DIAGNOSIS_BYTES_PER_SECOND / DIAGNOSIS_BYTES_PER_REQUEST);
+        assert_eq!(
+            grants,
+            DIAGNOSIS_BYTES_PER_SECOND / DIAGNOSIS_BYTES_PER_REQUEST
+        );
         budget.give_back(100);
         assert_eq!(budget.take_at(start), 100);
         assert_eq!(budget.take_at(start), 0);

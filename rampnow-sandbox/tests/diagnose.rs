@@ -121,7 +121,10 @@ fn check(
     assert_eq!(json["error"], error, "{json}");
     let reason = json["reason"].as_str().unwrap().to_owned();
     assert!(reason.contains(phrase), "{phrase:?} not in {reason:?}");
-    let diagnosis = entry.diagnosis.as_ref().unwrap_or_else(|| panic!("no diagnosis: {reason}"));
+    let diagnosis = entry
+        .diagnosis
+        .as_ref()
+        .unwrap_or_else(|| panic!("no diagnosis: {reason}"));
     assert_eq!(diagnosis.mistakes(), codes, "{reason}");
     assert_eq!(entry.rejection.as_ref().unwrap().code(), error);
     assert!(entry.to_string().contains(&diagnosis.code()), "{entry}");
@@ -601,7 +604,8 @@ fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        let n =
+            chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
         for i in 0..=chunk.len() {
             out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
         }

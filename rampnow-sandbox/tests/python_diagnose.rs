@@ -22,7 +22,9 @@ async fn every_mistake_made_from_python_is_named() {
         if std::env::var("RAMPNOW_REQUIRE_PYTHON").as_deref() == Ok("1") {
             panic!("{why}, and RAMPNOW_REQUIRE_PYTHON=1 asks for it");
         }
-        eprintln!("tests/diagnose.py not run: {why} (set RAMPNOW_REQUIRE_PYTHON=1 to fail instead)");
+        eprintln!(
+            "tests/diagnose.py not run: {why} (set RAMPNOW_REQUIRE_PYTHON=1 to fail instead)"
+        );
         return;
     }
 
@@ -99,6 +101,9 @@ async fn every_mistake_made_from_python_is_named() {
         "signature_hex_prefix",
     ] {
         assert!(codes.iter().any(|c| c == code), "{code} not in {codes:?}");
-        assert!(stdout.contains(&format!("ok   {code}: ")), "{code}:\n{stdout}");
+        assert!(
+            stdout.contains(&format!("ok   {code}: ")),
+            "{code}:\n{stdout}"
+        );
     }
 }

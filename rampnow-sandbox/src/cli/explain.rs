@@ -117,9 +117,9 @@ fn read_file(path: &str) -> Result<Vec<u8>, String> {
 }
 
 fn header(text: &str) -> Result<(String, String), String> {
-    let (name, value) = text.split_once(':').ok_or_else(|| {
-        format!("the header {text:?} has no colon; give it as 'NAME: VALUE'")
-    })?;
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| format!("the header {text:?} has no colon; give it as 'NAME: VALUE'"))?;
     Ok((name.trim().to_owned(), value.trim().to_owned()))
 }
 
@@ -191,10 +191,39 @@ pub(super) fn shell_words(line: &str) -> Result<Vec<String>, String> {
 
 /// curl options that take a value, besides those read (the value is skipped).
 const CURL_VALUE_OPTIONS: &[&str] = &[
-    "--cacert", "--capath", "--cert", "--key", "-E", "-o", "--output", "-u", "--user", "-A",
-    "--user-agent", "-e", "--referer", "-m", "--max-time", "--connect-timeout", "-b",
-    "--cookie", "-c", "--cookie-jar", "-w", "--write-out", "--resolve", "--connect-to", "-x",
-    "--proxy", "--retry", "-T", "--upload-file", "--limit-rate", "--interface", "-r", "--range",
+    "--cacert",
+    "--capath",
+    "--cert",
+    "--key",
+    "-E",
+    "-o",
+    "--output",
+    "-u",
+    "--user",
+    "-A",
+    "--user-agent",
+    "-e",
+    "--referer",
+    "-m",
+    "--max-time",
+    "--connect-timeout",
+    "-b",
+    "--cookie",
+    "-c",
+    "--cookie-jar",
+    "-w",
+    "--write-out",
+    "--resolve",
+    "--connect-to",
+    "-x",
+    "--proxy",
+    "--retry",
+    "-T",
+    "--upload-file",
+    "--limit-rate",
+    "--interface",
+    "-r",
+    "--range",
 ];
 
 /// The request in a curl command: `-X`/`--request`, `-H`/`--header`, the `-d` family and the
@@ -203,7 +232,10 @@ const CURL_VALUE_OPTIONS: &[&str] = &[
 pub(super) fn parse_curl(command: &str) -> Result<Request, String> {
     let words = shell_words(command)?;
     let mut words = words.into_iter().peekable();
-    if words.peek().is_some_and(|w| w == "curl" || w.ends_with("/curl")) {
+    if words
+        .peek()
+        .is_some_and(|w| w == "curl" || w.ends_with("/curl"))
+    {
         words.next();
     }
     let mut request = Request::default();
@@ -286,7 +318,12 @@ fn explain(
     };
     let body = request.body.as_deref().unwrap_or_default();
     let method = request.method.clone().unwrap_or_else(|| {
-        if request.body.is_some() { "POST" } else { "GET" }.to_owned()
+        if request.body.is_some() {
+            "POST"
+        } else {
+            "GET"
+        }
+        .to_owned()
     });
     let find = |name: &http::HeaderName| {
         request
@@ -349,7 +386,11 @@ fn explain(
     ) {
         let now = now.as_secs();
         if let Some(hint) = diagnose::stale_timestamp_hint(timestamp, now) {
-            let _ = writeln!(out, "timestamp: {timestamp}: {}", hint.mistakes()[0].alone());
+            let _ = writeln!(
+                out,
+                "timestamp: {timestamp}: {}",
+                hint.mistakes()[0].alone()
+            );
         } else if seconds.abs_diff(now) > 60 {
             let _ = writeln!(
                 out,
@@ -383,7 +424,12 @@ fn explain(
         Outcome::Found(finding) => {
             let diagnosis = finding.diagnosis();
             let _ = writeln!(out, "signature: does not match");
-            let _ = writeln!(out, "diagnosis: {}: {}", diagnosis.code(), diagnosis.sentence());
+            let _ = writeln!(
+                out,
+                "diagnosis: {}: {}",
+                diagnosis.code(),
+                diagnosis.sentence()
+            );
             let signed = finding.signed_message();
             if signed != expected {
                 let _ = writeln!(
@@ -478,9 +524,15 @@ mod tests {
     fn shell_quoting_is_read_as_a_shell_reads_it() {
         assert_eq!(words("a 'b c' \"d e\""), ["a", "b c", "d e"]);
         assert_eq!(words(r#"'{"a": "x\y"}'"#), [r#"{"a": "x\y"}"#]);
-        assert_eq!(words(r#""say \"hi\" \\ \$HOME \n""#), [r#"say "hi" \ $HOME \n"#]);
+        assert_eq!(
+            words(r#""say \"hi\" \\ \$HOME \n""#),
+            [r#"say "hi" \ $HOME \n"#]
+        );
         assert_eq!(words("a\\ b c"), ["a b", "c"]);
-        assert_eq!(words("curl \\\n  -X POST \\\n  x"), ["curl", "-X", "POST", "x"]);
+        assert_eq!(
+            words("curl \\\n  -X POST \\\n  x"),
+            ["curl", "-X", "POST", "x"]
+        );
         assert_eq!(words("\"a\\\nb\""), ["ab"]);
         assert_eq!(words("'it'\\''s' ''"), ["it's", ""]);
         assert!(shell_words("'open").is_err());
@@ -497,7 +549,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(request.method.as_deref(), Some("POST"));
-        assert_eq!(request.url.as_deref(), Some("https://127.0.0.1:8443/api/x?a=1&b=2"));
+        assert_eq!(
+            request.url.as_deref(),
+            Some("https://127.0.0.1:8443/api/x?a=1&b=2")
+        );
         assert_eq!(
             request.headers,
             [
@@ -530,7 +585,10 @@ mod tests {
 
     #[test]
     fn every_byte_is_visible() {
-        assert_eq!(escape(b"a\"b\\\n\t\x01\xff\xc3\xa9"), "a\\\"b\\\\\\n\\t\\u{1}\\xffé");
+        assert_eq!(
+            escape(b"a\"b\\\n\t\x01\xff\xc3\xa9"),
+            "a\\\"b\\\\\\n\\t\\u{1}\\xffé"
+        );
     }
 
     fn run_explain(request: &Request) -> (u8, String) {
@@ -560,7 +618,10 @@ mod tests {
         let (code, out) = run_explain(&signed_request("/api/x", b"{\"a\":1}", b"{\"a\":1}"));
         assert_eq!(code, 0, "{out}");
         assert!(out.contains("signature: matches"), "{out}");
-        assert!(out.contains("\"1700000000POST/api/x{\\\"a\\\":1}\""), "{out}");
+        assert!(
+            out.contains("\"1700000000POST/api/x{\\\"a\\\":1}\""),
+            "{out}"
+        );
 
         let (code, out) = run_explain(&signed_request("/api/x", b"{\"a\":1}", b"{\"a\":1}\n"));
         assert_eq!(code, 1, "{out}");
@@ -570,7 +631,11 @@ mod tests {
         let caret = lines.iter().position(|l| l.trim() == "^").unwrap();
         let expected = lines[caret - 2];
         let column = lines[caret].find('^').unwrap();
-        assert_eq!(expected.len(), column, "the caret is after the expected text:\n{out}");
+        assert_eq!(
+            expected.chars().count(),
+            column,
+            "the caret is after the expected text:\n{out}"
+        );
     }
 
     #[test]
