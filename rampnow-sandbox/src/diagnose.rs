@@ -1221,11 +1221,11 @@ mod tests {
         );
         assert_eq!(post(b"").as_deref(), Some("body_left_out"));
         assert_eq!(
-            post(&[&body[..], b"\n"].concat()).as_deref(),
+            post(&[body, b"\n"].concat()).as_deref(),
             Some("body_trailing_newline")
         );
         assert_eq!(
-            post(&[&body[..], b"\r\n"].concat()).as_deref(),
+            post(&[body, b"\r\n"].concat()).as_deref(),
             Some("body_trailing_newline")
         );
         assert_eq!(
@@ -1500,7 +1500,7 @@ mod tests {
                 out.push(alphabet[(n >> (18 - 6 * i) & 63) as usize] as char);
             }
         }
-        while out.len() % 4 != 0 {
+        while !out.len().is_multiple_of(4) {
             out.push('=');
         }
         out

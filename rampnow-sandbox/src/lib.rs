@@ -923,8 +923,7 @@ impl RequestLog {
             + entry.method.as_str().len()
             + entry.rejection.as_ref().map_or(0, |r| r.reason().len())
             + entry.diagnosis.as_ref().map_or(0, |d| {
-                d.mistakes().len() * std::mem::size_of::<diagnose::Mistake>()
-                    + d.other_api_key().map_or(0, str::len)
+                std::mem::size_of_val(d.mistakes()) + d.other_api_key().map_or(0, str::len)
             })
     }
 
