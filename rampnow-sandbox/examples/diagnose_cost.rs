@@ -14,10 +14,22 @@ fn main() {
     let target = format!("{QUOTE_PATH}?srcCurrency=USD&dstCurrency=BTC&srcAmount=100&note=a%40b+c");
     let wrong = "5e".repeat(32);
     for (name, method, body) in [
-        ("GET, no body (with the milliseconds search)", "GET", Vec::new()),
-        ("POST, 1 KiB body (with the milliseconds search)", "POST", json(900)),
+        (
+            "GET, no body (with the milliseconds search)",
+            "GET",
+            Vec::new(),
+        ),
+        (
+            "POST, 1 KiB body (with the milliseconds search)",
+            "POST",
+            json(900),
+        ),
         ("POST, 4 KiB body", "POST", json(4 * 1024)),
-        ("POST, 64 KiB body (the largest diagnosed)", "POST", json(64 * 1024)),
+        (
+            "POST, 64 KiB body (the largest diagnosed)",
+            "POST",
+            json(64 * 1024),
+        ),
     ] {
         let received = Received {
             method,
@@ -50,7 +62,8 @@ fn main() {
 }
 
 fn json(len: usize) -> Vec<u8> {
-    let mut body = br#"{"srcCurrency":"EUR","dstCurrency":"ETH","srcAmount":"100.0","note":""#.to_vec();
+    let mut body =
+        br#"{"srcCurrency":"EUR","dstCurrency":"ETH","srcAmount":"100.0","note":""#.to_vec();
     while body.len() < len - 2 {
         body.extend_from_slice("café ".as_bytes());
     }

@@ -4,7 +4,15 @@
 //! ```text
 //! rampnow-sandbox
 //! rampnow-sandbox --addr 127.0.0.1:9443 --cert-out ca.pem --clock-skew 300
+//! rampnow-sandbox explain --curl "curl -X POST https://... -H '...' --data '...'"
 //! ```
+//!
+//! `rampnow-sandbox explain` checks the signature of a request you sent (as flags, or the
+//! `curl` command pasted whole) with the secret in `RAMPNOW_API_SECRET`: it prints the exact
+//! string that should have been signed, every byte visible, whether the signature matches,
+//! and if not the mistake [`diagnose`](crate::diagnose) finds, with what was signed beside
+//! what was expected and a caret at the first difference. Exit status 0 when it matches, 1
+//! when not, 2 for a usage error.
 //!
 //! Credentials: `--api-key` and `--api-secret`, else `RAMPNOW_API_KEY` and `RAMPNOW_API_SECRET`,
 //! else the documented sandbox pair (public, printed). A secret given on the command line is

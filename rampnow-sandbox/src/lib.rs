@@ -32,6 +32,32 @@
 //!   refusals are printed (unless quiet) but not kept in [`Sandbox::log`], whose entries are
 //!   requests the verifier saw.
 //!
+//! # A refused signature names the mistake
+//!
+//! The sandbox holds the secret, so when a signature does not match it signs the request again
+//! the ways clients most often get it wrong (the body JSON-encoded twice, the query left out or
+//! re-encoded, the host in front of the path, the method in lower case, the timestamp in
+//! milliseconds, another key's secret, base64 instead of hex, ...: see [`diagnose`] for the
+//! list and what cannot be told), and if one matches, the JSON `reason` says which:
+//!
+//! ```json
+//! {"error": "signature_mismatch", "reason": "the signature does not match the request: it
+//!  matches the body JSON-encoded a second time (json.dumps on a string that is already JSON);
+//!  sign the bytes you send"}
+//! ```
+//!
+//! The `error` code stays the verifier's; [`LogEntry::diagnosis`] holds the
+//! [`Diagnosis`] with a stable code (`body_double_encoded`), and the
+//! response's extensions too. A signature header in a wrong encoding (`0x...`, base64) is
+//! refused as `invalid_signature` before the body is read; for such a request with a
+//! `Content-Length` of at most 64 KiB the sandbox reads the body first to check it. Neither
+//! the expected signature nor a secret is ever shown. The search is bounded: bodies up to
+//! [`MAX_DIAGNOSED_BODY`](diagnose::MAX_DIAGNOSED_BODY) (64 KiB) only, at most 4 MiB hashed
+//! for one diagnosis and 16 MiB a second for all of them (about 2 ms for a 64 KiB body, 0.2 ms
+//! for a `GET` where measured, `examples/diagnose_cost.rs`); past those limits the reason says it was not
+//! diagnosed. The `rampnow-sandbox explain` command runs the same search on a request you
+//! paste (see [`cli`]).
+//!
 //! By default the sandbox accepts the documented, public [`SANDBOX_API_KEY`] and
 //! [`SANDBOX_API_SECRET`] under either header set ([`HeaderNames::RN`](rampnow_auth::HeaderNames::RN)
 //! or [`HeaderNames::X_RAMPNOW`](rampnow_auth::HeaderNames::X_RAMPNOW)), uses the system clock with
