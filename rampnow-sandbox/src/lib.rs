@@ -53,10 +53,10 @@
 //! `Content-Length` of at most 64 KiB the sandbox reads the body first to check it. Neither
 //! the expected signature nor a secret is ever shown. The search is bounded: bodies up to
 //! [`MAX_DIAGNOSED_BODY`](diagnose::MAX_DIAGNOSED_BODY) (64 KiB) only, at most 4 MiB hashed
-//! for one diagnosis and 16 MiB a second for all of them (about 2 ms for a 64 KiB body, 0.2 ms
-//! for a `GET` where measured, `examples/diagnose_cost.rs`); past those limits the reason says it was not
-//! diagnosed. The `rampnow-sandbox explain` command runs the same search on a request you
-//! paste (see [`cli`]).
+//! for one diagnosis and 16 MiB a second for all of them (measured with
+//! `examples/diagnose_cost.rs`: about 2 ms for a 64 KiB body, 0.2 ms for a `GET`); past those
+//! limits the reason says it was not diagnosed. The `rampnow-sandbox explain` command runs the
+//! same search on a request you paste (see [`cli`]).
 //!
 //! By default the sandbox accepts the documented, public [`SANDBOX_API_KEY`] and
 //! [`SANDBOX_API_SECRET`] under either header set ([`HeaderNames::RN`](rampnow_auth::HeaderNames::RN)
