@@ -90,8 +90,9 @@
 //! connection cap the sandbox stops accepting (clients wait in the kernel's queue) until a
 //! connection closes. At most 100 headers are read (hyper's default). So the most a client can
 //! make the sandbox hold is about [`DEFAULT_MAX_BODY_SIZE`] plus the head limit per connection,
-//! for at most the body deadline, on [`DEFAULT_MAX_CONNECTIONS`] connections (about 272 MiB
-//! with the defaults).
+//! for at most the body deadline, on [`DEFAULT_MAX_CONNECTIONS`] connections, plus, for a
+//! request with a known API key, a copy of its target and of its body up to 64 KiB kept to
+//! diagnose a refused signature (about 304 MiB with the defaults).
 //!
 //! What the limits do not stop: a client that keeps a connection busy with a request at least
 //! every header-read timeout holds its slot for as long as it keeps that up, like any client of
@@ -1114,7 +1115,7 @@ async fn serve(
         let keys = keys.clone();
         let budget = budget.clone();
         async move {
-            let (request, kept) = refusals::keep(request, limits.body_read_timeout).await;
+            let (request, kept) = refusals::keep(request, &keys, limits.body_read_timeout).await;
             let mut response = routes.oneshot(request).await?;
             let mut diagnosis = None;
             let rejection = response.extensions().get::<Rejection>().cloned();

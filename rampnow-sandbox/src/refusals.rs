@@ -37,11 +37,12 @@ struct Copied {
     too_large: bool,
 }
 
-/// A body that copies what is read of it (up to [`MAX_DIAGNOSED_BODY`]) for the diagnosis.
+/// A body that copies what is read of it (up to [`MAX_DIAGNOSED_BODY`]) for the diagnosis,
+/// when there may be one (`copy` is `None` for a request that cannot reach a signature check).
 #[derive(Debug)]
 pub(crate) struct Tee<B> {
     inner: B,
-    copy: Arc<Mutex<Copied>>,
+    copy: Option<Arc<Mutex<Copied>>>,
 }
 
 impl<B> Body for Tee<B>
@@ -57,7 +58,10 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.get_mut();
         let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
-        let mut copy = this.copy.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(copy) = &this.copy else {
+            return Poll::Ready(frame);
+        };
+        let mut copy = copy.lock().unwrap_or_else(PoisonError::into_inner);
         match &frame {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
@@ -98,35 +102,40 @@ pub(crate) struct Kept {
     copy: Arc<Mutex<Copied>>,
 }
 
-/// Takes what a diagnosis needs from the request, and wraps its body to copy it. A request
-/// whose signature header is malformed is refused before its body is read; when the header
-/// is a known wrong encoding of a signature and the body is short (an exact length up to
-/// [`MAX_DIAGNOSED_BODY`]), the body is read here first, within `timeout`, to check it.
+/// Takes what a diagnosis needs from a request with the three signing headers and a known
+/// API key, and wraps its body to copy it. A request whose signature header is malformed is
+/// refused before its body is read; when the header is a known wrong encoding of a signature
+/// and the body is short (an exact length up to [`MAX_DIAGNOSED_BODY`]), the body is read
+/// here first, within `timeout`, to check it.
 pub(crate) async fn keep<B>(
     request: Request<B>,
+    keys: &[Credentials],
     timeout: Duration,
 ) -> (Request<DiagnosedBody<B>>, Option<Kept>)
 where
     B: Body<Data = Bytes> + Unpin,
 {
     let copy = Arc::new(Mutex::new(Copied::default()));
-    let kept = signing_headers(request.headers()).map(|(api_key, timestamp, signature)| Kept {
-        method: request.method().as_str().to_owned(),
-        target: request
-            .uri()
-            .path_and_query()
-            .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned()),
-        host: request
-            .headers()
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned())),
-        api_key,
-        timestamp,
-        signature,
-        copy: copy.clone(),
-    });
+    let kept = signing_headers(request.headers())
+        // An unknown key is refused before any signature check: nothing to keep.
+        .filter(|(api_key, _, _)| keys.iter().any(|k| k.api_key() == api_key))
+        .map(|(api_key, timestamp, signature)| Kept {
+            method: request.method().as_str().to_owned(),
+            target: request
+                .uri()
+                .path_and_query()
+                .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned()),
+            host: request
+                .headers()
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+                .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned())),
+            api_key,
+            timestamp,
+            signature,
+            copy: copy.clone(),
+        });
     let (parts, body) = request.into_parts();
     let read_first = kept
         .as_ref()
@@ -152,6 +161,7 @@ where
             kept,
         );
     }
+    let copy = kept.as_ref().map(|_| copy);
     (
         Request::from_parts(parts, Either::Left(Tee { inner: body, copy })),
         kept,

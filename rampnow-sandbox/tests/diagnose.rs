@@ -615,3 +615,47 @@ fn base64(bytes: &[u8]) -> String {
     }
     out
 }
+
+#[tokio::test]
+async fn the_x_rampnow_header_set_is_diagnosed_too() {
+    let sandbox = sandbox().await;
+    let signature = client("POST", QUOTE_PATH, b"").signature();
+    let request = Request::post(format!("{}{QUOTE_PATH}", sandbox.url()))
+        .header("X-RAMPNOW-API-KEY", SANDBOX_API_KEY)
+        .header("X-RAMPNOW-TIMESTAMP", NOW.to_string())
+        .header("X-RAMPNOW-SIGN", signature)
+        .body(SignedBody::from(BODY))
+        .unwrap();
+    let response = common::sandbox_client(&sandbox)
+        .request(request)
+        .await
+        .unwrap();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let json: Value = serde_json::from_slice(&bytes).unwrap();
+    assert!(
+        json["reason"]
+            .as_str()
+            .unwrap()
+            .contains("with the body left out"),
+        "{json}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_key_is_refused_without_a_diagnosis() {
+    let sandbox = sandbox().await;
+    let request = Request::post(format!("{}{QUOTE_PATH}", sandbox.url()))
+        .header("RN-API-KEY", "ak_unknown")
+        .header("RN-ACCESS-TIMESTAMP", NOW.to_string())
+        .header("RN-ACCESS-SIGN", base64(&[7; 32]))
+        .body(SignedBody::from(BODY))
+        .unwrap();
+    let response = common::sandbox_client(&sandbox)
+        .request(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let entry = sandbox.log().pop().unwrap();
+    assert_eq!(entry.rejection.unwrap().code(), "unknown_api_key");
+    assert!(entry.diagnosis.is_none());
+}
