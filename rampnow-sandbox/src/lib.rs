@@ -1115,7 +1115,13 @@ async fn serve(
         let keys = keys.clone();
         let budget = budget.clone();
         async move {
-            let (request, kept) = refusals::keep(request, &keys, limits.body_read_timeout).await;
+            let (request, kept) = refusals::keep(
+                request,
+                &keys,
+                limits.body_read_timeout,
+                limits.max_body_size,
+            )
+            .await;
             let mut response = routes.oneshot(request).await?;
             let mut diagnosis = None;
             let rejection = response.extensions().get::<Rejection>().cloned();

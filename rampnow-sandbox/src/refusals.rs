@@ -105,12 +105,13 @@ pub(crate) struct Kept {
 /// Takes what a diagnosis needs from a request with the three signing headers and a known
 /// API key, and wraps its body to copy it. A request whose signature header is malformed is
 /// refused before its body is read; when the header is a known wrong encoding of a signature
-/// and the body is short (an exact length up to [`MAX_DIAGNOSED_BODY`]), the body is read
-/// here first, within `timeout`, to check it.
+/// and the body is short (an exact length up to [`MAX_DIAGNOSED_BODY`] and `max_body_size`),
+/// the body is read here first, within `timeout`, to check it.
 pub(crate) async fn keep<B>(
     request: Request<B>,
     keys: &[Credentials],
     timeout: Duration,
+    max_body_size: usize,
 ) -> (Request<DiagnosedBody<B>>, Option<Kept>)
 where
     B: Body<Data = Bytes> + Unpin,
@@ -143,7 +144,7 @@ where
         && body
             .size_hint()
             .exact()
-            .is_some_and(|len| len <= MAX_DIAGNOSED_BODY as u64);
+            .is_some_and(|len| len <= MAX_DIAGNOSED_BODY.min(max_body_size) as u64);
     if read_first {
         let bytes = match tokio::time::timeout(timeout, body.collect()).await {
             Ok(Ok(collected)) => {
