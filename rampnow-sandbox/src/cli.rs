@@ -5,10 +5,18 @@
 //! rampnow-sandbox
 //! rampnow-sandbox --addr 127.0.0.1:9443 --cert-out ca.pem --clock-skew 300
 //! rampnow-sandbox sign POST https://127.0.0.1:8443/api/partner/v1/ext/ramp_order/quote '{"srcCurrency":"EUR","dstCurrency":"ETH","srcAmount":"100.0"}'
+//! rampnow-sandbox explain --curl "curl -X POST https://... -H '...' --data '...'"
 //! ```
 //!
-//! Subcommands: `sign METHOD URL [BODY | @FILE]` prints the three auth headers for one request
-//! and a `curl` command that sends it (`rampnow-sandbox sign --help`).
+//! Subcommands:
+//! - `sign METHOD URL [BODY | @FILE]` prints the three auth headers for one request and a
+//!   `curl` command that sends it (`rampnow-sandbox sign --help`).
+//! - `explain` checks the signature of a request you sent (as flags, or the `curl` command
+//!   pasted whole) with the secret in `RAMPNOW_API_SECRET`: it prints the exact string that
+//!   should have been signed, every byte visible, whether the signature matches, and if not
+//!   the mistake [`diagnose`](crate::diagnose) finds, with what was signed beside what was
+//!   expected and a caret at the first difference. Exit status 0 when it matches, 1 when not,
+//!   2 for a usage error.
 //!
 //! Credentials: `--api-key` and `--api-secret`, else `RAMPNOW_API_KEY` and `RAMPNOW_API_SECRET`,
 //! else the documented sandbox pair (public, printed). A secret given on the command line is
@@ -23,12 +31,15 @@ use std::time::Duration;
 use crate::{Sandbox, SandboxBuilder, QUOTE_PATH, SANDBOX_API_SECRET};
 use rampnow_auth::{Credentials, API_KEY_ENV, API_SECRET_ENV};
 
+mod explain;
 mod sign;
 
 const USAGE: &str = "\
 usage: rampnow-sandbox [options]                  run a sandbox until Ctrl-C
        rampnow-sandbox sign METHOD URL [BODY]    print the auth headers and a curl command
                                                  for one request (sign --help for more)
+       rampnow-sandbox explain ...               check a request's signature and name the
+                                                 mistake (explain --help for more)
        (from a checkout: cargo run --example sandbox -- [options])
 
   --addr ADDR         listen on ADDR (default 127.0.0.1:8443; port 0 picks a free one)
@@ -220,11 +231,12 @@ pub async fn run(argv: impl IntoIterator<Item = String>) -> ExitCode {
     let mut argv = argv.into_iter().peekable();
     match argv.peek().map(String::as_str) {
         Some("sign") => sign::run(argv.skip(1)),
+        Some("explain") => explain::run(argv.skip(1)),
         _ => serve(argv).await,
     }
 }
 
-/// The sandbox itself: `rampnow-sandbox [options]`.
+/// The sandbox itself: `rampnow-sandbox [options]`, serving until Ctrl-C.
 async fn serve(argv: impl IntoIterator<Item = String>) -> ExitCode {
     let mut args = match parse_args(argv) {
         Ok(Some(args)) => args,

@@ -34,6 +34,32 @@
 //!   refusals are printed (unless quiet) but not kept in [`Sandbox::log`], whose entries are
 //!   requests the verifier saw.
 //!
+//! # A refused signature names the mistake
+//!
+//! The sandbox holds the secret, so when a signature does not match it signs the request again
+//! the ways clients most often get it wrong (the body JSON-encoded twice, the query left out or
+//! re-encoded, the host in front of the path, the method in lower case, the timestamp in
+//! milliseconds, another key's secret, base64 instead of hex, ...: see [`diagnose`] for the
+//! list and what cannot be told), and if one matches, the JSON `reason` says which:
+//!
+//! ```json
+//! {"error": "signature_mismatch", "reason": "the signature does not match the request: it
+//!  matches the body JSON-encoded a second time (json.dumps on a string that is already JSON);
+//!  sign the bytes you send"}
+//! ```
+//!
+//! The `error` code stays the verifier's; [`LogEntry::diagnosis`] holds the
+//! [`Diagnosis`] with a stable code (`body_double_encoded`), and the
+//! response's extensions too. A signature header in a wrong encoding (`0x...`, base64) is
+//! refused as `invalid_signature` before the body is read; for such a request with a
+//! `Content-Length` of at most 64 KiB the sandbox reads the body first to check it. Neither
+//! the expected signature nor a secret is ever shown. The search is bounded: bodies up to
+//! [`MAX_DIAGNOSED_BODY`](diagnose::MAX_DIAGNOSED_BODY) (64 KiB) only, at most 4 MiB hashed
+//! for one diagnosis and 16 MiB a second for all of them (measured with
+//! `examples/diagnose_cost.rs`: about 2 ms for a 64 KiB body, 0.2 ms for a `GET`); past those
+//! limits the reason says it was not diagnosed. The `rampnow-sandbox explain` command runs the
+//! same search on a request you paste (see [`cli`]).
+//!
 //! By default the sandbox accepts the documented, public [`SANDBOX_API_KEY`] and
 //! [`SANDBOX_API_SECRET`] under either header set ([`HeaderNames::RN`](rampnow_auth::HeaderNames::RN)
 //! or [`HeaderNames::X_RAMPNOW`](rampnow_auth::HeaderNames::X_RAMPNOW)), uses the system clock with
@@ -98,8 +124,9 @@
 //! connection cap the sandbox stops accepting (clients wait in the kernel's queue) until a
 //! connection closes. At most 100 headers are read (hyper's default). So the most a client can
 //! make the sandbox hold is about [`DEFAULT_MAX_BODY_SIZE`] plus the head limit per connection,
-//! for at most the body deadline, on [`DEFAULT_MAX_CONNECTIONS`] connections (about 272 MiB
-//! with the defaults).
+//! for at most the body deadline, on [`DEFAULT_MAX_CONNECTIONS`] connections, plus, for a
+//! request with a known API key, a copy of its target and of its body up to 64 KiB kept to
+//! diagnose a refused signature (about 304 MiB with the defaults).
 //!
 //! What the limits do not stop: a client that keeps a connection busy with a request at least
 //! every header-read timeout holds its slot for as long as it keeps that up, like any client of
@@ -174,6 +201,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 use tower::{service_fn, Layer, ServiceExt};
 
+use diagnose::Diagnosis;
 use rampnow_auth::verify::{RampnowVerifyLayer, Rejection};
 use rampnow_auth::Credentials;
 use rampnow_auth::{Clock, SystemClock};
@@ -185,6 +213,8 @@ pub use ca::client_config_from_ca_file;
 
 mod ca;
 pub mod cli;
+pub mod diagnose;
+mod refusals;
 mod routes;
 mod targets;
 mod throttle;
@@ -312,6 +342,7 @@ pub fn sandbox_credentials() -> Credentials {
 pub struct SandboxBuilder {
     addr: SocketAddr,
     credentials: Option<Credentials>,
+    other_keys: Vec<Credentials>,
     clock: Arc<dyn Clock>,
     clock_skew_secs: i64,
     replay_capacity: Option<usize>,
@@ -340,6 +371,7 @@ impl SandboxBuilder {
         SandboxBuilder {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             credentials: None,
+            other_keys: Vec::new(),
             clock: Arc::new(SystemClock),
             clock_skew_secs: 0,
             replay_capacity: Some(DEFAULT_REPLAY_CAPACITY),
@@ -368,6 +400,32 @@ impl SandboxBuilder {
     /// Accepts these credentials instead of [`sandbox_credentials`].
     pub fn credentials(mut self, credentials: Credentials) -> SandboxBuilder {
         self.credentials = Some(credentials);
+        self
+    }
+
+    /// Accepts these credentials too, besides the main ones ([`credentials`](Self::credentials)
+    /// or [`sandbox_credentials`]): a server knows several keys, as during a key rotation. A
+    /// request sent with one key and signed with another's secret is refused, and the refusal
+    /// names the key whose secret signed it (see [`diagnose`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use rampnow_auth::Credentials;
+    /// use rampnow_sandbox::Sandbox;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::builder()
+    ///     .also_accept(Credentials::new("ak_sandbox_new", "pk_sandbox_new_secret")?)
+    ///     .quiet(true)
+    ///     .start()
+    ///     .await?;
+    /// assert_eq!(sandbox.keys().len(), 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn also_accept(mut self, credentials: Credentials) -> SandboxBuilder {
+        self.other_keys.push(credentials);
         self
     }
 
@@ -590,6 +648,13 @@ impl SandboxBuilder {
         self.limits.check()?;
         let throttle = Throttle::new(self.rate_limit, self.fail_every)?.map(Arc::new);
         let credentials = self.credentials.unwrap_or_else(sandbox_credentials);
+        let mut keys = vec![credentials.clone()];
+        for other in self.other_keys {
+            if keys.iter().all(|k| k.api_key() != other.api_key()) {
+                keys.push(other);
+            }
+        }
+        let keys: Arc<[Credentials]> = keys.into();
         let tls = Tls::generate().map_err(|error| {
             io::Error::other(format!(
                 "the Rampnow sandbox could not make its TLS certificate ({error}); this is a bug \
@@ -611,7 +676,7 @@ impl SandboxBuilder {
             base: self.clock,
             skew_secs: self.clock_skew_secs,
         });
-        let mut verify = RampnowVerifyLayer::new(credentials.clone())
+        let mut verify = RampnowVerifyLayer::new(keys.to_vec())
             .with_clock(clock.clone())
             .body_read_timeout(self.limits.body_read_timeout)
             .max_body_size(self.limits.max_body_size);
@@ -627,6 +692,7 @@ impl SandboxBuilder {
             clock,
             self.limits,
             throttle,
+            keys.clone(),
         ));
         Ok(Sandbox {
             addr,
@@ -634,6 +700,7 @@ impl SandboxBuilder {
             ca_cert_der: tls.ca_der,
             client_config: tls.client,
             credentials,
+            keys,
             verify,
             log,
             task,
@@ -646,6 +713,7 @@ impl fmt::Debug for SandboxBuilder {
         f.debug_struct("SandboxBuilder")
             .field("addr", &self.addr)
             .field("credentials", &self.credentials)
+            .field("other_keys", &self.other_keys)
             .field("clock_skew_secs", &self.clock_skew_secs)
             .field("replay_capacity", &self.replay_capacity)
             .field("quiet", &self.quiet)
@@ -764,6 +832,7 @@ pub struct Sandbox {
     ca_cert_der: CertificateDer<'static>,
     client_config: rustls::ClientConfig,
     credentials: Credentials,
+    keys: Arc<[Credentials]>,
     verify: RampnowVerifyLayer,
     log: Arc<RequestLog>,
     task: JoinHandle<()>,
@@ -827,6 +896,13 @@ impl Sandbox {
         &self.credentials
     }
 
+    /// Every key the sandbox accepts: its [`credentials`](Self::credentials) first, then those
+    /// given to [`also_accept`](SandboxBuilder::also_accept).
+    #[must_use]
+    pub fn keys(&self) -> &[Credentials] {
+        &self.keys
+    }
+
     /// The requests served so far, oldest first: at most the last [`LOG_CAPACITY`], in at most
     /// [`LOG_MAX_BYTES`], each target cut to [`LOG_TARGET_MAX_BYTES`]. A request is logged
     /// before its response is sent, so it is here once the client has the response.
@@ -881,12 +957,16 @@ pub struct LogEntry {
     /// The status answered.
     pub status: StatusCode,
     /// Why the verifier refused the request; `None` when the signature verified (the routes
-    /// then answered, whatever the status) or the request did not reach the verifier.
+    /// then answered, whatever the status) or the request did not reach the verifier. Its
+    /// reason is the verifier's; the reason sent names the [`diagnosis`](Self::diagnosis) too.
     pub rejection: Option<Rejection>,
     /// Why the sandbox refused the request before the verifier, when it played a limit
     /// ([`rate_limit`](SandboxBuilder::rate_limit), `429`, or
     /// [`fail_every`](SandboxBuilder::fail_every), `503`); `None` when the request went on.
     pub limit: Option<LimitRefusal>,
+    /// The mistake the sandbox found behind a `signature_mismatch`, `invalid_signature` or
+    /// `stale_timestamp` refusal, if it found one (see [`diagnose`]).
+    pub diagnosis: Option<Diagnosis>,
 }
 
 impl LogEntry {
@@ -903,7 +983,13 @@ impl fmt::Display for LogEntry {
         write!(f, "{method} {} -> {}", self.target, self.status)?;
         match (&self.limit, &self.rejection) {
             (Some(limit), _) => write!(f, " refused before verifying: {limit}"),
-            (None, Some(rejection)) => write!(f, " refused: {rejection}"),
+            (None, Some(rejection)) => {
+                write!(f, " refused: {rejection}")?;
+                match &self.diagnosis {
+                    Some(diagnosis) => write!(f, " [diagnosis: {diagnosis}]"),
+                    None => Ok(()),
+                }
+            }
             (None, None) => f.write_str(" (signature verified)"),
         }
     }
@@ -969,6 +1055,9 @@ impl RequestLog {
             + entry.target.capacity()
             + entry.method.as_str().len()
             + entry.rejection.as_ref().map_or(0, |r| r.reason().len())
+            + entry.diagnosis.as_ref().map_or(0, |d| {
+                std::mem::size_of_val(d.mistakes()) + d.other_api_key().map_or(0, str::len)
+            })
     }
 
     fn record(&self, entry: LogEntry) {
@@ -1119,6 +1208,7 @@ async fn serve(
     clock: Arc<SkewedClock>,
     limits: Limits,
     throttle: Option<Arc<Throttle>>,
+    keys: Arc<[Credentials]>,
 ) {
     let quiet = log.quiet;
     let http = limits.http1();
@@ -1131,7 +1221,9 @@ async fn serve(
     // requests in flight, not connections (an idle or stalled connection holds no request).
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let routes = verify.layer(service_fn(routes::route));
-    // Outermost: note each request and its answer, including the verifier's refusals.
+    let budget = Arc::new(refusals::Budget::new());
+    // Outermost: note each request and its answer, including the verifier's refusals, and
+    // diagnose a refused signature.
     let service = service_fn(move |request: Request<Incoming>| {
         let method = request.method().clone();
         // Cut now: anyone can send a 60 KB target, signed or not.
@@ -1145,16 +1237,44 @@ async fn serve(
             (Some(throttle), Some(ip)) => throttle.check(ip, Instant::now()).err(),
             _ => None,
         };
-        let answer = match limit {
-            Some(limit) => Err(limit),
-            None => Ok(routes.clone().oneshot(request)),
-        };
+        let routes = routes.clone();
         let log = log.clone();
         let clock = clock.clone();
+        let keys = keys.clone();
+        let budget = budget.clone();
         async move {
-            let mut response = match answer {
-                Ok(answer) => answer.await?,
-                Err(limit) => limit_response(&limit),
+            let mut rejection = None;
+            let mut diagnosis = None;
+            let mut response = match &limit {
+                Some(limit) => limit_response(limit),
+                None => {
+                    let (request, kept) = refusals::keep(
+                        request,
+                        &keys,
+                        limits.body_read_timeout,
+                        limits.max_body_size,
+                    )
+                    .await;
+                    let mut response = routes.oneshot(request).await?;
+                    rejection = response.extensions().get::<Rejection>().cloned();
+                    if let (Some(rejection), Some(kept)) = (&rejection, &kept) {
+                        let now = clock
+                            .now()
+                            .duration_since(SystemTime::UNIX_EPOCH)
+                            .ok()
+                            .map(|d| d.as_secs());
+                        if let Some((found, reason)) =
+                            refusals::diagnose_refusal(rejection, kept, &keys, &budget, now)
+                        {
+                            response = refusals::with_reason(response, reason).await;
+                            if let Some(found) = &found {
+                                response.extensions_mut().insert(found.clone());
+                            }
+                            diagnosis = found;
+                        }
+                    }
+                    response
+                }
             };
             // The `Date` a real server sends comes from its own clock, skew included; clients
             // that sync to the server's time learn from it.
@@ -1165,8 +1285,9 @@ async fn serve(
                 method,
                 target,
                 status: response.status(),
-                rejection: response.extensions().get::<Rejection>().cloned(),
+                rejection,
                 limit,
+                diagnosis,
             });
             Ok::<_, Infallible>(response)
         }
@@ -1273,6 +1394,7 @@ mod tests {
             status: StatusCode::UNAUTHORIZED,
             rejection,
             limit: None,
+            diagnosis: None,
         }
     }
 
