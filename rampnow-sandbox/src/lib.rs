@@ -300,8 +300,7 @@ const MIN_READ_BUFFER: usize = 8 * 1024;
 /// sandbox's connections make it hold ten times more.
 pub const DEFAULT_MAX_BODY_SIZE: usize = 1024 * 1024;
 
-/// The quote route: `GET` with query parameters, or `POST` with a JSON body.
-pub const QUOTE_PATH: &str = "/api/partner/v1/ext/ramp_order/quote";
+pub use routes::QUOTE_PATH;
 
 /// The sandbox's default credentials: [`SANDBOX_API_KEY`] and [`SANDBOX_API_SECRET`].
 ///

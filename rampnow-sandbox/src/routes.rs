@@ -9,8 +9,10 @@ use http_body_util::Full;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::QUOTE_PATH;
 use rampnow_auth::SignedBody;
+
+/// The quote route: `GET` with query parameters, or `POST` with a JSON body.
+pub const QUOTE_PATH: &str = "/api/partner/v1/ext/ramp_order/quote";
 
 /// The routes behind the verifier.
 pub(super) async fn route(
