@@ -193,11 +193,16 @@ fn count(flag: &str, text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{flag} {text:?} is not a whole number above 0, such as 256"))
 }
 
-/// The credentials to accept, and whether they are the public sandbox pair.
-fn credentials(args: &mut Args) -> Result<(Credentials, bool), String> {
-    let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let key = args.api_key.take().or_else(|| from_env(API_KEY_ENV));
-    let secret = args.api_secret.take().or_else(|| from_env(API_SECRET_ENV));
+/// The credentials to use: `key` and `secret` as given on the command line, else from `env`
+/// (`RAMPNOW_API_KEY`, `RAMPNOW_API_SECRET`), else the public sandbox pair; and whether they
+/// are that pair. One of the two without the other is an error. `sign` uses it too.
+fn credentials(
+    key: Option<String>,
+    secret: Option<String>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(Credentials, bool), String> {
+    let key = key.or_else(|| env(API_KEY_ENV));
+    let secret = secret.or_else(|| env(API_SECRET_ENV));
     match (key, secret) {
         (None, None) => Ok((crate::sandbox_credentials(), true)),
         (Some(key), Some(secret)) => Credentials::new(key, secret)
@@ -210,6 +215,11 @@ fn credentials(args: &mut Args) -> Result<(Credentials, bool), String> {
             "an API secret was given but no key: pass --api-key or set {API_KEY_ENV} too"
         )),
     }
+}
+
+/// An environment variable, `None` when unset, empty or not UTF-8.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 /// Runs the `rampnow-sandbox` command with these arguments (without the program name): a
@@ -250,13 +260,14 @@ async fn serve(argv: impl IntoIterator<Item = String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (credentials, public_pair) = match credentials(&mut args) {
-        Ok(found) => found,
-        Err(message) => {
-            eprintln!("rampnow-sandbox: {message}");
-            return ExitCode::from(2);
-        }
-    };
+    let (credentials, public_pair) =
+        match credentials(args.api_key.take(), args.api_secret.take(), env_var) {
+            Ok(found) => found,
+            Err(message) => {
+                eprintln!("rampnow-sandbox: {message}");
+                return ExitCode::from(2);
+            }
+        };
     let played = (args.limits.rate_limit, args.limits.fail_every);
     let sandbox = match args
         .limits

@@ -683,15 +683,19 @@ impl SandboxBuilder {
             verify = verify.reject_replays(capacity);
         }
         let log = Arc::new(RequestLog::new(self.quiet));
+        let shared = Arc::new(Shared {
+            log: log.clone(),
+            clock,
+            keys: keys.clone(),
+            throttle,
+            budget: refusals::Budget::new(),
+        });
         let task = tokio::spawn(serve(
             listener,
             TlsAcceptor::from(tls.server),
             verify.clone(),
-            log.clone(),
-            clock,
+            shared,
             self.limits,
-            throttle,
-            keys.clone(),
         ));
         Ok(Sandbox {
             addr,
@@ -1197,19 +1201,29 @@ fn limit_response(limit: &LimitRefusal) -> Response<Full<Bytes>> {
     response
 }
 
+/// What the requests of every connection share.
+struct Shared {
+    log: Arc<RequestLog>,
+    /// The sandbox's clock, skew included: the verifier's, and the one its `Date` comes from.
+    clock: Arc<SkewedClock>,
+    /// The keys it accepts, for the diagnosis of a refused signature.
+    keys: Arc<[Credentials]>,
+    /// The rate limit it plays, if any.
+    throttle: Option<Arc<Throttle>>,
+    /// The bound on the hashing that diagnoses do.
+    budget: refusals::Budget,
+}
+
 /// Accepts connections until the task is aborted; dropping it drops the listener and aborts
 /// every connection (the `JoinSet`).
 async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     verify: RampnowVerifyLayer,
-    log: Arc<RequestLog>,
-    clock: Arc<SkewedClock>,
+    shared: Arc<Shared>,
     limits: Limits,
-    throttle: Option<Arc<Throttle>>,
-    keys: Arc<[Credentials]>,
 ) {
-    let quiet = log.quiet;
+    let quiet = shared.log.quiet;
     let http = limits.http1();
     // Above hyper's read buffer: a head the tracker cannot follow, hyper refuses first.
     let head_limit = limits
@@ -1220,7 +1234,6 @@ async fn serve(
     // requests in flight, not connections (an idle or stalled connection holds no request).
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let routes = verify.layer(service_fn(routes::route));
-    let budget = Arc::new(refusals::Budget::new());
     // Outermost: note each request and its answer, including the verifier's refusals, and
     // diagnose a refused signature.
     let service = service_fn(move |request: Request<Incoming>| {
@@ -1232,16 +1245,20 @@ async fn serve(
         );
         // The limits the sandbox plays come first, as at a gateway in front of the API.
         let client = request.extensions().get::<Client>().map(|client| client.0);
-        let limit = match (&throttle, client) {
+        let limit = match (&shared.throttle, client) {
             (Some(throttle), Some(ip)) => throttle.check(ip, Instant::now()).err(),
             _ => None,
         };
         let routes = routes.clone();
-        let log = log.clone();
-        let clock = clock.clone();
-        let keys = keys.clone();
-        let budget = budget.clone();
+        let shared = shared.clone();
         async move {
+            let Shared {
+                log,
+                clock,
+                keys,
+                budget,
+                ..
+            } = &*shared;
             let mut rejection = None;
             let mut diagnosis = None;
             let mut response = match &limit {
@@ -1249,7 +1266,7 @@ async fn serve(
                 None => {
                     let (request, kept) = refusals::keep(
                         request,
-                        &keys,
+                        keys,
                         limits.body_read_timeout,
                         limits.max_body_size,
                     )
@@ -1263,7 +1280,7 @@ async fn serve(
                             .ok()
                             .map(|d| d.as_secs());
                         if let Some((found, reason)) =
-                            refusals::diagnose_refusal(rejection, kept, &keys, &budget, now)
+                            refusals::diagnose_refusal(rejection, kept, keys, budget, now)
                         {
                             response = refusals::with_reason(response, reason).await;
                             if let Some(found) = &found {

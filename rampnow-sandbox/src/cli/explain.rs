@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::Uri;
 use rampnow_auth::{Credentials, HeaderNames, API_KEY_ENV, API_SECRET_ENV};
 
+use super::env_var;
 use crate::diagnose::{self, Outcome, Received};
 use crate::{SANDBOX_API_KEY, SANDBOX_API_SECRET};
 
@@ -58,9 +59,13 @@ pub(super) fn run(argv: impl IntoIterator<Item = String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let mut out = String::new();
-    let code = match explain(&request, env(API_KEY_ENV), env(API_SECRET_ENV), &mut out) {
+    let code = match explain(
+        &request,
+        env_var(API_KEY_ENV),
+        env_var(API_SECRET_ENV),
+        &mut out,
+    ) {
         Ok(code) => code,
         Err(message) => {
             eprintln!("rampnow-sandbox explain: {message}");

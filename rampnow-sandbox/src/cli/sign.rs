@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::{credentials, env_var};
 use http::{Method, Request};
 use rampnow_auth::signing::{sign, SignableRequest, SigningParams, SigningSettings};
 use rampnow_auth::{Credentials, HeaderNames, API_KEY_ENV, API_SECRET_ENV, DEFAULT_MAX_BODY_SIZE};
@@ -134,28 +135,6 @@ fn parse(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>, String>
         url,
         body,
     }))
-}
-
-/// The credentials to sign with, and whether they are the public sandbox pair.
-fn credentials(
-    key: Option<String>,
-    secret: Option<String>,
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<(Credentials, bool), String> {
-    let key = key.or_else(|| env(API_KEY_ENV));
-    let secret = secret.or_else(|| env(API_SECRET_ENV));
-    match (key, secret) {
-        (None, None) => Ok((crate::sandbox_credentials(), true)),
-        (Some(key), Some(secret)) => Credentials::new(key, secret)
-            .map(|c| (c, false))
-            .map_err(|e| e.to_string()),
-        (Some(_), None) => Err(format!(
-            "an API key was given but no secret: pass --api-secret or set {API_SECRET_ENV} too"
-        )),
-        (None, Some(_)) => Err(format!(
-            "an API secret was given but no key: pass --api-key or set {API_KEY_ENV} too"
-        )),
-    }
 }
 
 /// Reads the body from `path`, up to the signer's limit.
@@ -299,9 +278,8 @@ pub(super) fn run(argv: impl IntoIterator<Item = String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let (credentials, public_pair) =
-        match credentials(args.api_key.clone(), args.api_secret.clone(), env) {
+        match credentials(args.api_key.clone(), args.api_secret.clone(), env_var) {
             Ok(found) => found,
             Err(message) => {
                 eprintln!("rampnow-sandbox sign: {message}");
