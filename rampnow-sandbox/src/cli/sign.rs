@@ -160,7 +160,7 @@ fn credentials(
 }
 
 /// Reads the body from `path`, up to the signer's limit.
-fn read_body(path: &std::path::Path) -> Result<Vec<u8>, String> {
+pub(super) fn read_body(path: &std::path::Path) -> Result<Vec<u8>, String> {
     let limit = DEFAULT_MAX_BODY_SIZE as u64;
     let file = std::fs::File::open(path).map_err(|e| {
         format!(
