@@ -43,6 +43,8 @@
 //! | any other transport error, a timeout | idempotent methods only: `GET`, `HEAD`, `PUT`, `DELETE`, `OPTIONS`, `TRACE` | backoff |
 //! | any other status (`2xx`, `3xx`, other `4xx`, `500`, ...) | never | — |
 //! | the signing layer's own errors ([`crate::Error`]: insecure scheme, body too large, ...) | never: they fail the same way every time | — |
+//! | the rate limiter's [`LimitError`](crate::limit::LimitError) with Redis slow or down (`is_unavailable()`): nothing was sent | every method | backoff |
+//! | the rate limiter's `LimitError` for a missing Tokio timer | never | — |
 //!
 //! A `POST` (or `PATCH`) whose connection failed or timed out after it may have reached the
 //! server is never sent twice: the server may have acted on it.
@@ -442,6 +444,15 @@ fn classify_error(error: &(dyn StdError + Send + Sync + 'static)) -> ErrorClass 
         let Some(error) = next else { break };
         if error.is::<crate::Error>() {
             return ErrorClass::Permanent;
+        }
+        if let Some(limit) = error.downcast_ref::<crate::limit::LimitError>() {
+            // The limiter sends nothing when it fails: Redis slow or down passes (a retry
+            // asks again), no timer does not.
+            return if limit.is_unavailable() {
+                ErrorClass::NotSent
+            } else {
+                ErrorClass::Permanent
+            };
         }
         if is_connect_failure(error) {
             class = ErrorClass::NotSent;
@@ -858,6 +869,31 @@ mod tests {
                 .with_source(io::Error::from(io::ErrorKind::ConnectionRefused)),
         );
         assert_eq!(classify_error(own_with_io.as_ref()), ErrorClass::Permanent);
+    }
+
+    /// The rate limiter's errors: with Redis slow or down nothing was sent, so a POST is
+    /// retried like a failure to connect; without a timer it fails the same way every time.
+    #[test]
+    fn limiter_errors() {
+        let no_timer: BoxError = Box::new(crate::limit::LimitError::no_timer());
+        assert_eq!(classify_error(no_timer.as_ref()), ErrorClass::Permanent);
+        #[cfg(feature = "redis")]
+        for error in [
+            crate::limit::LimitError::redis_timeout(Duration::from_millis(500)),
+            crate::limit::LimitError::redis_late(
+                Duration::from_millis(450),
+                Duration::from_millis(20),
+            ),
+        ] {
+            let error: BoxError = Box::new(error);
+            assert_eq!(classify_error(error.as_ref()), ErrorClass::NotSent);
+            let mut policy = RampnowRetry::new().no_budget();
+            let result: Result<Response<()>, BoxError> = Err(error);
+            assert!(
+                policy.decide(&Method::POST, &result).is_some(),
+                "a POST retried"
+            );
+        }
     }
 
     #[test]

@@ -290,3 +290,100 @@ async fn with_redis_frozen_or_gone_both_fail_closed_within_their_timeout() {
         "nothing was sent while Redis was down"
     );
 }
+
+/// A TCP proxy on 127.0.0.1 in front of `redis-server` that holds every reply `delay` before
+/// passing it on (requests go through at once): a Redis far away, or a slow network.
+async fn slow_proxy(redis_url: &str, delay: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = redis_url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+            });
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    let n = match server_read.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    tokio::time::sleep(delay).await;
+                    if client_write.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("redis://{addr}/")
+}
+
+/// A slot reserved in Redis is only as exact as the reply is quick: the limiter sleeps the
+/// wait Redis gave *from when the reply arrived*. A process whose reply is late by more than
+/// the headroom would go late and land next to the slots handed to others since. Two
+/// processes share a limit of 2 a second; the first one's Redis replies take 450 ms: the
+/// server still never sees more than 2 in a second (the late reply is not used).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_reply_from_redis_does_not_break_the_limit() {
+    let Some(redis) = RedisServer::start("a_late_reply_from_redis_does_not_break_the_limit") else {
+        return;
+    };
+    let far = slow_proxy(&redis.url(), Duration::from_millis(450)).await;
+    let far = redis::aio::ConnectionManager::new_with_config(
+        redis::Client::open(far).unwrap(),
+        redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_connection_timeout(Some(Duration::from_secs(5))),
+    )
+    .await
+    .unwrap();
+    let near = redis.connect().await;
+    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let service = |conn, name: &str| {
+        let arrivals = arrivals.clone();
+        RateLimitLayer::redis(conn, name, 2).layer(service_fn(move |()| {
+            arrivals.lock().unwrap().push(Instant::now());
+            async { Ok::<_, Infallible>(()) }
+        }))
+    };
+    // Loads the script (a limit of its own), so every later call is one round trip.
+    service(near.clone(), "lag-warm-up")
+        .oneshot(())
+        .await
+        .unwrap();
+    arrivals.lock().unwrap().clear();
+
+    let far = service(far, "lag");
+    let near = service(near, "lag");
+    let first = tokio::spawn(far.oneshot(()));
+    // The far process's script runs first (its request is not delayed): it gets the slot now.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let second = tokio::spawn(near.clone().oneshot(()));
+    let third = tokio::spawn(near.oneshot(()));
+    second.await.unwrap().unwrap();
+    third.await.unwrap().unwrap();
+    if let Err(err) = first.await.unwrap() {
+        let limit = err.downcast_ref::<LimitError>().expect("a LimitError");
+        assert!(limit.is_unavailable(), "{limit}");
+        assert!(limit.to_string().contains("headroom"), "{limit}");
+    }
+
+    let mut at = arrivals.lock().unwrap().clone();
+    at.sort();
+    for (i, start) in at.iter().enumerate() {
+        let within = at[i..]
+            .iter()
+            .take_while(|t| **t - *start < Duration::from_secs(1))
+            .count();
+        assert!(within <= 2, "{within} requests in one second: {at:?}");
+    }
+}

@@ -940,7 +940,14 @@ fn python_dumps(text: &str, ascii: bool) -> Vec<u8> {
             c if (c as u32) < 0x20 || (ascii && !(' '..='~').contains(&c)) => {
                 let mut units = [0u16; 2];
                 for unit in c.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{unit:04x}"));
+                    // No allocation per character: a 64 KiB body of control characters is
+                    // 64 Ki escapes, and an attacker chooses the body.
+                    out.push_str("\\u");
+                    for shift in [12, 8, 4, 0] {
+                        out.push(char::from(
+                            b"0123456789abcdef"[usize::from(*unit >> shift & 0xf)],
+                        ));
+                    }
                 }
             }
             c => out.push(c),

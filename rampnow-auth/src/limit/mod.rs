@@ -227,7 +227,9 @@ impl RateLimitLayer {
         self.limiter = match self.limiter {
             Limiter::Local(_) => Limiter::Local(Arc::new(local::Local::new(period))),
             #[cfg(feature = "redis")]
-            Limiter::Redis(redis) => Limiter::Redis(Arc::new(redis.with_period(period))),
+            Limiter::Redis(redis) => {
+                Limiter::Redis(Arc::new(redis.with_timing(period, self.headroom)))
+            }
         };
         self
     }
@@ -362,6 +364,9 @@ enum LimitErrorKind {
     /// Redis answered with an error, or the connection failed.
     #[cfg(feature = "redis")]
     Redis,
+    /// Redis's replies came later than the headroom, until the timeout: (lag, headroom).
+    #[cfg(feature = "redis")]
+    RedisLate(Duration, Duration),
 }
 
 impl LimitError {
@@ -376,6 +381,14 @@ impl LimitError {
     pub(crate) fn redis_timeout(timeout: Duration) -> LimitError {
         LimitError {
             kind: LimitErrorKind::RedisTimeout(timeout),
+            source: None,
+        }
+    }
+
+    #[cfg(feature = "redis")]
+    pub(crate) fn redis_late(lag: Duration, headroom: Duration) -> LimitError {
+        LimitError {
+            kind: LimitErrorKind::RedisLate(lag, headroom),
             source: None,
         }
     }
@@ -409,6 +422,15 @@ impl fmt::Display for LimitError {
                 "the shared rate limit could not be read: Redis did not answer within {timeout:?}; \
                  the request was not sent (safe to retry). Check that Redis is up and reachable, \
                  or raise the limiter's redis_timeout if Redis is slow"
+            ),
+            #[cfg(feature = "redis")]
+            LimitErrorKind::RedisLate(lag, headroom) => write!(
+                f,
+                "the shared rate limit could not be used: Redis's reply took {lag:?}, more than \
+                 the limiter's headroom of {headroom:?} (a request released that late could \
+                 exceed the limit); the request was not sent (safe to retry). Raise the \
+                 limiter's headroom above Redis's round trip, or use a Redis closer to the \
+                 client"
             ),
             #[cfg(feature = "redis")]
             LimitErrorKind::Redis => f.write_str(

@@ -3,12 +3,14 @@
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::Script;
+use tokio::time::Instant;
 
 use super::{LimitError, Limiter, RateLimitLayer, DEFAULT_HEADROOM};
 
@@ -54,6 +56,8 @@ pub(crate) struct RedisLimiter {
     conn: ConnectionManager,
     key: Arc<str>,
     period: Duration,
+    /// The latest a reply may arrive and its slot still be used: the headroom (zero: any).
+    max_lag: Duration,
     timeout: Duration,
     script: Arc<Script>,
 }
@@ -70,9 +74,10 @@ pub(crate) enum Reply {
 pub(crate) type ReserveFuture = Pin<Box<dyn Future<Output = Result<Reply, LimitError>> + Send>>;
 
 impl RedisLimiter {
-    pub(crate) fn with_period(&self, period: Duration) -> RedisLimiter {
+    pub(crate) fn with_timing(&self, period: Duration, headroom: Duration) -> RedisLimiter {
         RedisLimiter {
             period,
+            max_lag: headroom,
             ..self.clone_config()
         }
     }
@@ -89,6 +94,7 @@ impl RedisLimiter {
             conn: self.conn.clone(),
             key: Arc::clone(&self.key),
             period: self.period,
+            max_lag: self.max_lag,
             timeout: self.timeout,
             script: Arc::clone(&self.script),
         }
@@ -96,6 +102,13 @@ impl RedisLimiter {
 
     /// Asks Redis for a slot: one script call (EVALSHA; the script is loaded on the first
     /// `NOSCRIPT`), bounded by the timeout.
+    ///
+    /// The wait Redis answers counts from when the script ran, and the caller can only start
+    /// counting when the reply arrives: a reply `lag` late makes the request go up to `lag`
+    /// after its slot, next to slots handed out since. The headroom absorbs a lag up to its
+    /// own length (`N` slots then span more than a second, lag included); a reply later than
+    /// that is not used (its slot is spent, under-using the limit) and Redis is asked again,
+    /// until the timeout, when the request fails with a [`LimitError`] naming the lag.
     pub(crate) fn reserve(&self) -> ReserveFuture {
         let mut conn = self.conn.clone();
         let key = Arc::clone(&self.key);
@@ -103,18 +116,39 @@ impl RedisLimiter {
         let period = micros(self.period).max(1);
         let horizon = micros(HORIZON);
         let timeout = self.timeout;
+        let max_lag = self.max_lag;
         Box::pin(async move {
-            let mut invocation = script.key(&*key);
-            invocation.arg(period).arg(horizon);
-            let call = invocation.invoke_async::<i64>(&mut conn);
-            match bounded(timeout, call).await {
-                Err(Bounded::NoTimer) => Err(LimitError::no_timer()),
-                Err(Bounded::TimedOut) => Err(LimitError::redis_timeout(timeout)),
-                Ok(Err(err)) => Err(LimitError::redis(err)),
-                Ok(Ok(wait)) if wait >= 0 => {
-                    Ok(Reply::Reserved(Duration::from_micros(wait.unsigned_abs())))
+            // The last late reply's lag in nanoseconds (0: none), kept across the timeout.
+            let late = AtomicU64::new(0);
+            let ask = async {
+                loop {
+                    let asked = Instant::now();
+                    let mut invocation = script.key(&*key);
+                    invocation.arg(period).arg(horizon);
+                    let wait = invocation
+                        .invoke_async::<i64>(&mut conn)
+                        .await
+                        .map_err(LimitError::redis)?;
+                    if wait < 0 {
+                        return Ok(Reply::NotYet(Duration::from_micros(wait.unsigned_abs())));
+                    }
+                    let lag = asked.elapsed();
+                    if max_lag.is_zero() || lag <= max_lag {
+                        return Ok(Reply::Reserved(Duration::from_micros(wait.unsigned_abs())));
+                    }
+                    late.store(
+                        u64::try_from(lag.as_nanos()).unwrap_or(u64::MAX),
+                        Ordering::Relaxed,
+                    );
                 }
-                Ok(Ok(wait)) => Ok(Reply::NotYet(Duration::from_micros(wait.unsigned_abs()))),
+            };
+            match bounded(timeout, ask).await {
+                Err(Bounded::NoTimer) => Err(LimitError::no_timer()),
+                Err(Bounded::TimedOut) => match late.load(Ordering::Relaxed) {
+                    0 => Err(LimitError::redis_timeout(timeout)),
+                    lag => Err(LimitError::redis_late(Duration::from_nanos(lag), max_lag)),
+                },
+                Ok(reply) => reply,
             }
         })
     }
@@ -197,6 +231,15 @@ impl RateLimitLayer {
     /// retry layer outside the limiter can treat it like a failure to connect), and
     /// [`ConnectionManager`] reconnects on its own when Redis is back.
     ///
+    /// A slot is only as exact as Redis's reply is quick: the wait Redis answers counts from
+    /// when its script ran, but the request can only start counting when the reply arrives,
+    /// so a late reply makes the request go late, next to slots given to others since. The
+    /// [headroom](Self::headroom) absorbs a lag up to its own length (20 ms by default); a
+    /// reply that took longer is not used (its slot is spent) and Redis is asked again, until
+    /// the timeout, when the request fails with a [`LimitError`] that names the lag. Keep the
+    /// headroom above Redis's round trip; with a headroom of zero, replies are used however
+    /// late.
+    ///
     /// # Example
     ///
     /// ```no_run
@@ -218,6 +261,7 @@ impl RateLimitLayer {
             conn,
             key: Arc::from(format!("{KEY_PREFIX}{name}")),
             period: super::period_for(per_second, headroom),
+            max_lag: headroom,
             timeout: DEFAULT_REDIS_TIMEOUT,
             script: Arc::new(Script::new(SCRIPT)),
         };

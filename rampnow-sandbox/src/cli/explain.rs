@@ -117,8 +117,10 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Request>,
     Ok(Some(request))
 }
 
+/// A body file, up to the signer's limit (a larger body could not be signed anyway): a
+/// pasted `-d @/dev/zero` is an error, not a read until memory runs out.
 fn read_file(path: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|error| format!("cannot read the body from {path:?}: {error}"))
+    super::sign::read_body(std::path::Path::new(path))
 }
 
 fn header(text: &str) -> Result<(String, String), String> {
@@ -523,6 +525,27 @@ mod tests {
 
     fn words(line: &str) -> Vec<String> {
         shell_words(line).unwrap()
+    }
+
+    /// A body file (`--body @FILE`, or `-d @FILE` in a pasted curl command) is read up to the
+    /// signer's limit, not until memory runs out: `-d @/dev/zero` is an error, not a hang.
+    #[test]
+    fn a_body_file_is_read_up_to_the_signers_limit() {
+        let path = std::env::temp_dir().join(format!("explain-big-{}", std::process::id()));
+        std::fs::write(&path, vec![b'x'; rampnow_auth::DEFAULT_MAX_BODY_SIZE + 1]).unwrap();
+        let big = read_file(path.to_str().unwrap());
+        std::fs::remove_file(&path).unwrap();
+        match big {
+            Ok(bytes) => panic!("read {} bytes, past the signer's limit", bytes.len()),
+            Err(err) => assert!(err.contains("larger than"), "{err}"),
+        }
+        if cfg!(unix) {
+            let curl = format!("curl -d @/dev/zero https://{}/x", "127.0.0.1");
+            match parse_curl(&curl) {
+                Ok(_) => panic!("read /dev/zero to the end"),
+                Err(err) => assert!(err.contains("larger than"), "{err}"),
+            }
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! function the tower layer and the reqwest middleware call, so what is printed is what they
 //! would send. Nothing is sent.
 
+use std::borrow::Cow;
 use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -138,7 +139,7 @@ fn parse(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>, String>
 }
 
 /// Reads the body from `path`, up to the signer's limit.
-fn read_body(path: &std::path::Path) -> Result<Vec<u8>, String> {
+pub(super) fn read_body(path: &std::path::Path) -> Result<Vec<u8>, String> {
     let limit = DEFAULT_MAX_BODY_SIZE as u64;
     let file = std::fs::File::open(path).map_err(|e| {
         format!(
@@ -157,6 +158,20 @@ fn read_body(path: &std::path::Path) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(body)
+}
+
+/// `text` as it is when the shell reads it as itself (letters, digits, `-`, `_`, `.`), else
+/// [`shell_quote`]d.
+fn shell_word(text: &str) -> Cow<'_, str> {
+    if !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(shell_quote(text))
+    }
 }
 
 /// Quotes `text` as one word for a POSIX shell (sh, bash, zsh): inside single quotes nothing is
@@ -230,7 +245,8 @@ fn sign_request(
         // `-X HEAD` would make curl wait for a body that never comes.
         curl.push_str(" --head");
     } else {
-        curl.push_str(&format!(" -X {}", request.method()));
+        // Quoted unless plain: an extension method may hold `$`, `'`, `&`, `|`, `*`, ...
+        curl.push_str(&format!(" -X {}", shell_word(request.method().as_str())));
     }
     curl.push_str(&format!(" {}", shell_quote(&request.uri().to_string())));
     for (name, value) in &headers {
@@ -452,6 +468,37 @@ mod tests {
             return;
         };
         assert_eq!(String::from_utf8_lossy(&output.stdout), nasty);
+    }
+
+    /// An extension method is a token, and tokens may hold `$`, `'`, `&`, `|`, `*`, `!`, ...:
+    /// the shell must read the method printed after `-X` as the method signed.
+    #[test]
+    fn an_extension_method_is_quoted_for_the_shell() {
+        let credentials =
+            Credentials::new("ak_live_3f9a1c", "pk_live_asjhdvcjahsgvjqhwcasdv").unwrap();
+        let time = UNIX_EPOCH + Duration::from_secs(1727759033);
+        for method in ["G$HOME", "G'X", "G&X", "G|X", "G*", "G!X", "G#X", "POST"] {
+            let parsed = args(&[method, "https://api.rampnow.io/x"]);
+            let output = sign_request(&parsed, &credentials, time, Vec::new()).unwrap();
+            let words = output.curl.strip_prefix("curl ").expect("a curl command");
+            let Ok(read) = Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf '%s\\n' {words}"))
+                .output()
+            else {
+                eprintln!("skipped the sh round trip: no `sh` on this machine");
+                return;
+            };
+            let read = String::from_utf8_lossy(&read.stdout).into_owned();
+            let read: Vec<&str> = read.lines().collect();
+            let at = read.iter().position(|w| *w == "-X").expect("-X");
+            assert_eq!(
+                read.get(at + 1..at + 3),
+                Some(&[method, "https://api.rampnow.io/x"][..]),
+                "{}",
+                output.curl
+            );
+        }
     }
 
     #[test]
