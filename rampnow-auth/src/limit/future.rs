@@ -4,9 +4,11 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use pin_project_lite::pin_project;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 use tower::{BoxError, Service};
 
@@ -118,12 +120,26 @@ impl<S: Service<Req>, Req> fmt::Debug for ResponseFuture<S, Req> {
 pub(super) struct Admission {
     limiter: Limiter,
     admitted: bool,
+    /// Where this request stands in the limiter's line.
+    line: Line,
     sleep: Option<Pin<Box<Sleep>>>,
     /// Whether the current sleep ends in admission (a slot reserved in Redis) or in asking
     /// again (the local limiter, or Redis past its reservation horizon).
     sleeping: Option<AfterSleep>,
     #[cfg(feature = "redis")]
     asking: Option<super::redis::ReserveFuture>,
+}
+
+/// A request's place in the limiter's line ([`Limiter::queue`]).
+enum Line {
+    /// Not in it yet.
+    NotYet,
+    /// Behind others, waiting for the permit.
+    Behind(Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send>>),
+    /// At the head, holding the permit until admitted.
+    Head(#[allow(dead_code)] Option<OwnedSemaphorePermit>),
+    /// Admitted: the permit is given back.
+    Left,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -138,6 +154,7 @@ impl Admission {
         Admission {
             limiter,
             admitted: false,
+            line: Line::NotYet,
             sleep: None,
             sleeping: None,
             #[cfg(feature = "redis")]
@@ -148,7 +165,30 @@ impl Admission {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LimitError>> {
         loop {
             if self.admitted {
+                // The next in line may ask now.
+                self.line = Line::Left;
                 return Poll::Ready(Ok(()));
+            }
+            match &mut self.line {
+                Line::NotYet => {
+                    // First in line, or behind the others (the semaphore is fair: `try_acquire`
+                    // does not jump the line).
+                    let queue = Arc::clone(self.limiter.queue());
+                    self.line = match Arc::clone(&queue).try_acquire_owned() {
+                        Ok(permit) => Line::Head(Some(permit)),
+                        Err(_) => Line::Behind(Box::pin(async move {
+                            // Never closed; if it were, the request goes on without the line.
+                            queue.acquire_owned().await.ok()
+                        })),
+                    };
+                    continue;
+                }
+                Line::Behind(waiting) => {
+                    let permit = ready!(waiting.as_mut().poll(cx));
+                    self.line = Line::Head(permit);
+                    continue;
+                }
+                Line::Head(_) | Line::Left => {}
             }
             if let Some(after) = self.sleeping {
                 if let Some(sleep) = self.sleep.as_mut() {

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::ops::Add;
+use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::{Clock, Reference};
@@ -9,6 +10,7 @@ use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
+use tokio::sync::Semaphore;
 
 /// An instant of tokio's clock, which governor can measure. Tokio's clock (not
 /// `std::time::Instant`) so that what the limiter decides and what `tokio::time::sleep_until`
@@ -59,6 +61,8 @@ impl Clock for TokioClock {
 /// One request every `period`, never two closer: GCRA with a burst of one.
 pub(crate) struct Local {
     limiter: RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<TokioInstant>>,
+    /// The line of waiting requests (see [`Limiter::queue`](super::Limiter::queue)).
+    pub(crate) queue: Arc<Semaphore>,
 }
 
 impl Local {
@@ -71,6 +75,7 @@ impl Local {
         });
         Local {
             limiter: RateLimiter::direct_with_clock(quota, TokioClock),
+            queue: Arc::new(Semaphore::new(1)),
         }
     }
 

@@ -104,6 +104,10 @@
 //! A future dropped while it waits leaves nothing behind: the local limiter only records a
 //! request when it admits it.
 //!
+//! Waiting requests stand in one line per limiter, first come, first served: only the request
+//! at its head asks the limiter and sleeps until its turn, so a turn wakes one request, not
+//! every waiter, and a waiting request is never overtaken by newer ones.
+//!
 //! The local limiter waits with tokio's timer: call the service inside a Tokio runtime with
 //! the time driver (`#[tokio::main]`, or a builder with `enable_time`/`enable_all`). Outside
 //! one, a request that has to wait fails with a [`LimitError`] saying so (one that does not
@@ -152,6 +156,21 @@ pub(crate) enum Limiter {
     Local(Arc<local::Local>),
     #[cfg(feature = "redis")]
     Redis(Arc<redis::RedisLimiter>),
+}
+
+impl Limiter {
+    /// The line requests wait in, one semaphore permit for the whole limiter: only the request
+    /// at its head asks the limiter and sleeps until its turn; the others wait for the permit,
+    /// in the order they came (tokio's semaphore is fair). So requests are released first come
+    /// first served, a request cannot be overtaken for ever by newer ones, and each turn wakes
+    /// one waiter instead of all of them. A request that gives up leaves the line.
+    pub(crate) fn queue(&self) -> &Arc<tokio::sync::Semaphore> {
+        match self {
+            Limiter::Local(local) => &local.queue,
+            #[cfg(feature = "redis")]
+            Limiter::Redis(redis) => &redis.queue,
+        }
+    }
 }
 
 /// A [tower] layer that holds each request until the rate limit admits it: one request every
@@ -463,7 +482,10 @@ impl std::error::Error for LimitError {
 mod tests {
     use super::*;
     use std::convert::Infallible;
+    use std::future::Future;
+    use std::pin::Pin;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
     use tower::{service_fn, ServiceExt};
 
     #[test]
@@ -515,6 +537,65 @@ mod tests {
                 "request {i} released at {at:?}"
             );
         }
+    }
+
+    /// First come, first served: twenty requests that join the line one after the other are
+    /// released in that order, and a request waiting its turn is never overtaken by one that
+    /// came later.
+    #[tokio::test(start_paused = true)]
+    async fn requests_are_released_in_the_order_they_came() {
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = order.clone();
+        let service = RateLimitLayer::per_second(10)
+            .headroom(Duration::ZERO)
+            .layer(service_fn(move |n: usize| {
+                seen.lock().unwrap().push(n);
+                async { Ok::<_, Infallible>(()) }
+            }));
+        let mut tasks = Vec::new();
+        for n in 0..20 {
+            tasks.push(tokio::spawn(service.clone().oneshot(n)));
+            // Let request n take its place in the line before n + 1 comes.
+            tokio::task::yield_now().await;
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), (0..20).collect::<Vec<_>>());
+    }
+
+    /// Each turn wakes the one request whose turn it is, not every waiter: 50 requests at
+    /// 10 a second are polled a few times each, where waking all waiters at every turn would
+    /// poll them 50 + 49 + ... + 1 = 1,275 times.
+    #[tokio::test(start_paused = true)]
+    async fn a_turn_wakes_one_waiter_not_all() {
+        struct CountPolls<F> {
+            inner: Pin<Box<F>>,
+            polls: Arc<AtomicUsize>,
+        }
+        impl<F: Future> Future for CountPolls<F> {
+            type Output = F::Output;
+            fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+                self.polls.fetch_add(1, Ordering::SeqCst);
+                self.inner.as_mut().poll(cx)
+            }
+        }
+        let polls = Arc::new(AtomicUsize::new(0));
+        let service = RateLimitLayer::per_second(10)
+            .headroom(Duration::ZERO)
+            .layer(service_fn(|()| async { Ok::<_, Infallible>(()) }));
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            tasks.push(tokio::spawn(CountPolls {
+                inner: Box::pin(service.clone().oneshot(())),
+                polls: polls.clone(),
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let polls = polls.load(Ordering::SeqCst);
+        assert!(polls <= 4 * 50, "{polls} polls for 50 requests");
     }
 
     #[tokio::test(start_paused = true)]

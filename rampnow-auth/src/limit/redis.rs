@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::Script;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::{LimitError, Limiter, RateLimitLayer, DEFAULT_HEADROOM};
@@ -60,6 +61,9 @@ pub(crate) struct RedisLimiter {
     max_lag: Duration,
     timeout: Duration,
     script: Arc<Script>,
+    /// The line of this process's waiting requests (see
+    /// [`Limiter::queue`](super::Limiter::queue)).
+    pub(crate) queue: Arc<Semaphore>,
 }
 
 /// What Redis answered.
@@ -97,6 +101,7 @@ impl RedisLimiter {
             max_lag: self.max_lag,
             timeout: self.timeout,
             script: Arc::clone(&self.script),
+            queue: Arc::clone(&self.queue),
         }
     }
 
@@ -211,8 +216,10 @@ impl RateLimitLayer {
     /// (`TIME`, so the clients' clocks do not matter), which *reserves* the request's slot
     /// and answers how long to wait for it. The request sleeps that long and goes, with no
     /// second round trip. Under contention every caller gets its own slot in the order Redis
-    /// ran the scripts: no caller can be starved, and no herd of waiters wakes to race for
-    /// the same slot (as "check, sleep, check again" would do).
+    /// ran the scripts, and no herd of waiters wakes to race for the same slot (as "check,
+    /// sleep, check again" would do): within a process, requests wait in line and only the
+    /// one at its head asks Redis, so each process has at most one request reserving or
+    /// asking again at a time.
     ///
     /// A reserved slot is spent even if its request is then dropped (a timeout, a cancelled
     /// task): the limit is then under-used, never exceeded. So that a burst of callers that
@@ -264,6 +271,7 @@ impl RateLimitLayer {
             max_lag: headroom,
             timeout: DEFAULT_REDIS_TIMEOUT,
             script: Arc::new(Script::new(SCRIPT)),
+            queue: Arc::new(Semaphore::new(1)),
         };
         RateLimitLayer {
             per_second,
