@@ -57,6 +57,10 @@ async fn sixty_at_once_through_twenty_a_second() {
     let busiest = busiest_second(&seen);
     assert!(busiest <= 20, "{busiest} requests in one second");
     let took = span(&seen);
+    eprintln!(
+        "{} requests: at most {busiest} in any one second, {took:?} from the first to the last",
+        seen.len()
+    );
     assert!(took >= Duration::from_millis(2_900), "took {took:?}");
     assert_signed_when_released(&seen);
 }
@@ -89,5 +93,9 @@ async fn clones_share_the_limit() {
     // 30 requests at 15 a second: the last is 29 periods of (1 s + 20 ms) / 15 = 68 ms after
     // the first.
     let took = span(&seen);
+    eprintln!(
+        "{} requests: at most {busiest} in any one second, {took:?} from the first to the last",
+        seen.len()
+    );
     assert!(took >= Duration::from_millis(1_900), "took {took:?}");
 }

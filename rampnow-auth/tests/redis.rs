@@ -80,6 +80,10 @@ async fn two_processes_share_one_limit() {
     let busiest = busiest_second(&seen);
     assert!(busiest <= 10, "{busiest} requests in one second");
     let took = span(&seen);
+    eprintln!(
+        "{} requests: at most {busiest} in any one second, {took:?} from the first to the last",
+        seen.len()
+    );
     assert!(took >= Duration::from_millis(3_900), "took {took:?}");
     assert_signed_when_released(&seen);
 }
