@@ -43,12 +43,12 @@
 //! list and what cannot be told), and if one matches, the JSON `reason` says which:
 //!
 //! ```json
-//! {"error": "signature_mismatch", "reason": "the signature does not match the request: it
-//!  matches the body JSON-encoded a second time (json.dumps on a string that is already JSON);
-//!  sign the bytes you send"}
+//! {"code": "signature_mismatch", "error": "signature_mismatch", "reason": "the signature does
+//!  not match the request: it matches the body JSON-encoded a second time (json.dumps on a
+//!  string that is already JSON); sign the bytes you send"}
 //! ```
 //!
-//! The `error` code stays the verifier's; [`LogEntry::diagnosis`] holds the
+//! The `code` (and `error`) stays the verifier's; [`LogEntry::diagnosis`] holds the
 //! [`Diagnosis`] with a stable code (`body_double_encoded`), and the
 //! response's extensions too. A signature header in a wrong encoding (`0x...`, base64) is
 //! refused as `invalid_signature` before the body is read; for such a request with a
