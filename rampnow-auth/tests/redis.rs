@@ -286,7 +286,10 @@ async fn with_redis_frozen_or_gone_both_fail_closed_within_their_timeout() {
             "{state}"
         );
         assert_eq!(response.headers()["retry-after"], "1", "{state}");
-        assert_eq!(rejection(&response).kind(), RejectionKind::ReplayMemoryFull);
+        assert_eq!(
+            rejection(&response).kind(),
+            RejectionKind::ReplayStoreUnavailable
+        );
     }
     assert_eq!(
         server.seen().len(),

@@ -32,7 +32,7 @@
 //! | 408 | `body_timeout` (the body did not arrive whole in time), with `Connection: close` |
 //! | 413 | `body_too_large` |
 //! | 500 | `server_clock` (the server's clock is before 1970), `server_timer` (a body read timeout without a Tokio timer) |
-//! | 503 | `replay_memory_full`, with `Retry-After` |
+//! | 503 | `replay_memory_full`, `replay_store_unavailable`, with `Retry-After` |
 //!
 //! # Reading the body
 //!
@@ -166,6 +166,9 @@ pub enum RejectionKind {
     /// The replay memory has no room for the signature, so it cannot be accepted safely;
     /// sent with `Retry-After` (503).
     ReplayMemoryFull,
+    /// The replay memory could not be asked (a shared store such as Redis down or slow), so
+    /// the request cannot be checked for replays; sent with `Retry-After` (503).
+    ReplayStoreUnavailable,
     /// The body did not arrive whole within the
     /// [`body_read_timeout`](RampnowVerifyLayer::body_read_timeout) (408, sent with
     /// `Connection: close`).
@@ -189,7 +192,9 @@ impl RejectionKind {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             RejectionKind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            RejectionKind::ReplayMemoryFull => StatusCode::SERVICE_UNAVAILABLE,
+            RejectionKind::ReplayMemoryFull | RejectionKind::ReplayStoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::UNAUTHORIZED,
         }
     }
@@ -213,6 +218,7 @@ impl RejectionKind {
             RejectionKind::BodyTimeout => "body_timeout",
             RejectionKind::ServerTimer => "server_timer",
             RejectionKind::ReplayMemoryFull => "replay_memory_full",
+            RejectionKind::ReplayStoreUnavailable => "replay_store_unavailable",
         }
     }
 }
@@ -299,6 +305,13 @@ impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.code(), self.reason)
     }
+}
+
+/// A `Retry-After` in whole seconds: rounded up, at least one.
+fn whole_seconds(wait: Duration) -> u64 {
+    wait.as_secs()
+        .saturating_add(u64::from(wait.subsec_nanos() > 0))
+        .max(1)
 }
 
 /// Reasons are the crate's own sentences; escape them anyway so the body is always JSON.
@@ -593,17 +606,26 @@ impl VerifyConfig {
                 "this signature was already used; sign every request afresh, retries included",
             )),
             ReplayCheck::Full { retry_after } => {
-                // Whole seconds, rounded up, at least one.
-                let seconds = retry_after
-                    .as_secs()
-                    .saturating_add(u64::from(retry_after.subsec_nanos() > 0))
-                    .max(1);
+                let seconds = whole_seconds(retry_after);
                 let mut rejection = Rejection::new(
                     RejectionKind::ReplayMemoryFull,
                     format!(
                         "the server's memory of recent signatures is full, so this request \
                          cannot be checked for replays and was not processed; send it again \
                          after {seconds} s (Retry-After), signed afresh"
+                    ),
+                );
+                rejection.retry_after = Some(seconds);
+                Some(rejection)
+            }
+            ReplayCheck::Unavailable { retry_after } => {
+                let seconds = whole_seconds(retry_after);
+                let mut rejection = Rejection::new(
+                    RejectionKind::ReplayStoreUnavailable,
+                    format!(
+                        "the server's shared memory of recent signatures did not answer, so \
+                         this request cannot be checked for replays and was not processed; \
+                         send it again after {seconds} s (Retry-After), signed afresh"
                     ),
                 );
                 rejection.retry_after = Some(seconds);
@@ -755,6 +777,20 @@ mod tests {
             StatusCode::INTERNAL_SERVER_ERROR
         );
         assert_eq!(RejectionKind::ServerTimer.code(), "server_timer");
+    }
+
+    #[test]
+    fn an_unavailable_replay_store_is_its_own_503() {
+        let rejection = VerifyConfig::replay_rejection(ReplayCheck::Unavailable {
+            retry_after: Duration::from_millis(1_500),
+        })
+        .unwrap();
+        assert_eq!(rejection.kind(), RejectionKind::ReplayStoreUnavailable);
+        assert_eq!(rejection.code(), "replay_store_unavailable");
+        assert!(rejection.reason().contains("did not answer"));
+        let response: Response<Bytes> = rejection.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[RETRY_AFTER], "2");
     }
 
     #[test]

@@ -49,10 +49,11 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// # When Redis is down or slow: 503, fail closed
 ///
 /// Each check waits at most [`timeout`](Self::timeout) ([`DEFAULT_REDIS_TIMEOUT`], 500 ms).
-/// If Redis does not answer in time, or answers with an error, the store answers
-/// [`Full`](ReplayCheck::Full): the verifier refuses the request with `503` and `Retry-After:
-/// 1` (code `replay_memory_full`) instead of accepting a request it cannot check for
-/// replays. Clients retry (a `503` is retried for every method); the
+/// If Redis does not answer in time, or answers with an error (a full Redis with
+/// `noeviction` refusing the write among them), the store answers
+/// [`Unavailable`](ReplayCheck::Unavailable): the verifier refuses the request with `503` and
+/// `Retry-After: 1` (code `replay_store_unavailable`) instead of accepting a request it cannot
+/// check for replays. Clients retry (a `503` is retried for every method); the
 /// [`ConnectionManager`] reconnects on its own. With the `tracing` feature, each failure is
 /// also a `warn` event.
 ///
@@ -144,14 +145,14 @@ impl ReplayStore for RedisReplayStore {
                 Ok(Err(_err)) => {
                     #[cfg(feature = "tracing")]
                     tracing::warn!(error = %_err, "replay store: Redis failed; request refused with 503");
-                    ReplayCheck::Full {
+                    ReplayCheck::Unavailable {
                         retry_after: RETRY_AFTER,
                     }
                 }
                 Err(_why) => {
                     #[cfg(feature = "tracing")]
                     tracing::warn!(?timeout, why = ?_why, "replay store: no answer from Redis in time; request refused with 503");
-                    ReplayCheck::Full {
+                    ReplayCheck::Unavailable {
                         retry_after: RETRY_AFTER,
                     }
                 }

@@ -110,6 +110,14 @@ pub enum ReplayCheck {
         /// How long until room frees up (the oldest remembered signature expires).
         retry_after: Duration,
     },
+    /// The store could not be asked (a shared store that is down, or did not answer in
+    /// time), so the request cannot be checked for replays: refused with `503`
+    /// (`replay_store_unavailable`) and a `Retry-After` of `retry_after` (whole seconds, at
+    /// least one).
+    Unavailable {
+        /// When to try again.
+        retry_after: Duration,
+    },
 }
 
 /// The answer of [`ReplayStore::check`]: either ready at once, or a boxed future for a store
