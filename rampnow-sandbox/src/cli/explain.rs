@@ -393,11 +393,7 @@ fn explain(
     ) {
         let now = now.as_secs();
         if let Some(hint) = diagnose::stale_timestamp_hint(timestamp, now) {
-            let _ = writeln!(
-                out,
-                "timestamp: {timestamp}: {}",
-                hint.mistakes()[0].alone()
-            );
+            let _ = writeln!(out, "timestamp: {timestamp}: {}", hint.sentence());
         } else if seconds.abs_diff(now) > 60 {
             let _ = writeln!(
                 out,
