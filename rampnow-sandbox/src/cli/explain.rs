@@ -23,7 +23,8 @@ usage: rampnow-sandbox explain [--method METHOD] --url URL -H 'NAME: VALUE'... [
 Checks the signature of a request you sent and names the mistake if it is wrong. Give the
 request as flags, or paste the whole curl command after --curl (single and double quotes,
 backslashes and backslash-newline are read as a shell would; curl's -X/--request,
--H/--header, -d/--data/--data-raw/--data-binary and the URL are used, other options ignored).
+-I/--head, -H/--header, -d/--data/--data-raw/--data-binary/--json and the URL are used,
+other options ignored).
 
   --method METHOD   the method (default GET, or POST with --data)
   --url URL         the URL the request was sent to (https://host/path?query)
@@ -233,9 +234,12 @@ const CURL_VALUE_OPTIONS: &[&str] = &[
     "--range",
 ];
 
-/// The request in a curl command: `-X`/`--request`, `-H`/`--header`, the `-d` family and the
-/// URL. Several `-d` are joined with `&`, as curl does; `-d @FILE` reads FILE without its
-/// newlines (as curl does), `--data-binary @FILE` as is, and `--data-raw` never reads a file.
+/// The request in a curl command: `-X`/`--request`, `-I`/`--head`, `-H`/`--header`, the `-d`
+/// family, `--json` and the URL. Several `-d` are joined with `&` and several `--json`
+/// concatenated, as curl does; `-d @FILE` reads FILE without its newlines (as curl does),
+/// `--data-binary @FILE` and `--json @FILE` as is, and `--data-raw` never reads a file. A body
+/// curl builds itself (`--data-urlencode`, `-F`/`--form`, `-G` moving the data into the URL)
+/// is an error: explain needs the bytes as sent.
 pub(super) fn parse_curl(command: &str) -> Result<Request, String> {
     let words = shell_words(command)?;
     let mut words = words.into_iter().peekable();
@@ -246,7 +250,16 @@ pub(super) fn parse_curl(command: &str) -> Result<Request, String> {
         words.next();
     }
     let mut request = Request::default();
-    let mut data: Vec<Vec<u8>> = Vec::new();
+    let mut head = false;
+    let mut body: Option<Vec<u8>> = None;
+    // Each piece of data after the first: `&` between, except before a `--json` piece.
+    let mut add = |piece: Vec<u8>, separator: &[u8]| match &mut body {
+        Some(body) => {
+            body.extend_from_slice(separator);
+            body.extend_from_slice(&piece);
+        }
+        None => body = Some(piece),
+    };
     while let Some(word) = words.next() {
         let (flag, inline) = match word.split_once('=') {
             Some((flag, value)) if flag.starts_with("--") => {
@@ -269,25 +282,35 @@ pub(super) fn parse_curl(command: &str) -> Result<Request, String> {
         match flag.as_str() {
             "-X" | "--request" => request.method = Some(value()?),
             "-H" | "--header" => request.headers.push(header(&value()?)?),
+            "-I" | "--head" => head = true,
             "-d" | "--data" | "--data-ascii" => {
                 let text = value()?;
-                data.push(match text.strip_prefix('@') {
+                let piece = match text.strip_prefix('@') {
                     Some(path) => {
                         let mut bytes = read_file(path)?;
                         bytes.retain(|b| *b != b'\n' && *b != b'\r');
                         bytes
                     }
                     None => text.into_bytes(),
-                });
+                };
+                add(piece, b"&");
             }
-            "--data-binary" => {
+            "--data-binary" | "--json" => {
                 let text = value()?;
-                data.push(match text.strip_prefix('@') {
+                let piece = match text.strip_prefix('@') {
                     Some(path) => read_file(path)?,
                     None => text.into_bytes(),
-                });
+                };
+                add(piece, if flag == "--json" { b"" } else { b"&" });
             }
-            "--data-raw" => data.push(value()?.into_bytes()),
+            "--data-raw" => add(value()?.into_bytes(), b"&"),
+            "--data-urlencode" | "-F" | "--form" | "--form-string" | "-G" | "--get" => {
+                return Err(format!(
+                    "curl's {flag} makes a body (or query) explain cannot rebuild byte for byte; \
+                     give the request as sent: --url with the query, and the body with --data \
+                     or --data @FILE"
+                ));
+            }
             "--url" => request.url = Some(value()?),
             _ if CURL_VALUE_OPTIONS.contains(&flag.as_str()) => {
                 value()?;
@@ -296,8 +319,9 @@ pub(super) fn parse_curl(command: &str) -> Result<Request, String> {
             _ => request.url = Some(word),
         }
     }
-    if !data.is_empty() {
-        request.body = Some(data.join(&b'&'));
+    request.body = body;
+    if head && request.method.is_none() {
+        request.method = Some("HEAD".to_owned());
     }
     Ok(request)
 }
@@ -523,7 +547,7 @@ mod tests {
         shell_words(line).unwrap()
     }
 
-    /// A body file (`--body @FILE`, or `-d @FILE` in a pasted curl command) is read up to the
+    /// A body file (`--data @FILE`, or `-d @FILE` in a pasted curl command) is read up to the
     /// signer's limit, not until memory runs out: `-d @/dev/zero` is an error, not a hang.
     #[test]
     fn a_body_file_is_read_up_to_the_signers_limit() {
@@ -605,6 +629,35 @@ mod tests {
 
         assert!(parse_curl("curl -H").is_err());
         assert!(parse_curl("curl -H 'no colon'").is_err());
+    }
+
+    /// `rampnow-sandbox sign` prints `--head` for a HEAD request, and curl's `--json` is the
+    /// body: both read as curl reads them, and neither value is taken for the URL.
+    #[test]
+    fn head_and_json_are_read_as_curl_reads_them() {
+        for head in ["--head", "-I"] {
+            let request = parse_curl(&format!("curl -sS {head} 'https://h/x' -H 'a: b'")).unwrap();
+            assert_eq!(request.method.as_deref(), Some("HEAD"), "{head}");
+            assert_eq!(request.url.as_deref(), Some("https://h/x"));
+        }
+        // An explicit -X wins, as in curl.
+        let request = parse_curl("curl -X GET --head https://h/x").unwrap();
+        assert_eq!(request.method.as_deref(), Some("GET"));
+
+        let request = parse_curl(r#"curl https://h/x --json '{"a":' --json '1}'"#).unwrap();
+        assert_eq!(request.url.as_deref(), Some("https://h/x"));
+        assert_eq!(request.body.as_deref(), Some(&br#"{"a":1}"#[..]));
+
+        // Bodies explain cannot rebuild byte for byte are refused, not taken for the URL.
+        for option in [
+            "--data-urlencode 'a=b c'",
+            "-F 'f=@x'",
+            "--form 'f=1'",
+            "-G",
+        ] {
+            let message = parse_curl(&format!("curl https://h/x {option}")).unwrap_err();
+            assert!(message.contains("--data"), "{option}: {message}");
+        }
     }
 
     #[test]
