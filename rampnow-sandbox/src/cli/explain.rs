@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::Uri;
 use rampnow_auth::{Credentials, HeaderNames, API_KEY_ENV, API_SECRET_ENV};
 
-use super::env_var;
+use super::{env_var, parsed_or_exit};
 use crate::diagnose::{self, Outcome, Received};
 use crate::{SANDBOX_API_KEY, SANDBOX_API_SECRET};
 
@@ -49,16 +49,9 @@ pub(super) struct Request {
 
 /// Runs `rampnow-sandbox explain` with these arguments (after `explain`).
 pub(super) fn run(argv: impl IntoIterator<Item = String>) -> ExitCode {
-    let request = match parse_args(argv) {
-        Ok(Some(request)) => request,
-        Ok(None) => {
-            let _ = writeln!(std::io::stdout(), "{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("rampnow-sandbox explain: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let request = match parsed_or_exit(parse_args(argv), "rampnow-sandbox explain", USAGE) {
+        Ok(request) => request,
+        Err(code) => return code,
     };
     let mut out = String::new();
     let code = match explain(
