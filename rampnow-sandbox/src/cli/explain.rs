@@ -471,6 +471,14 @@ fn explain(
             );
             1
         }
+        Outcome::Skipped(skip, encoding) => {
+            let _ = writeln!(out, "signature: does not match");
+            if let Some(mistake) = encoding {
+                let _ = writeln!(out, "diagnosis: {}: {}", mistake.code(), mistake.alone());
+            }
+            let _ = writeln!(out, "diagnosis: {}", skip.sentence());
+            1
+        }
         _ => {
             let _ = writeln!(out, "signature: does not match");
             let _ = writeln!(
@@ -706,6 +714,18 @@ mod tests {
             column,
             "the caret is after the expected text:\n{out}"
         );
+    }
+
+    /// A body over the search's limit is not searched: explain says so, rather than that no
+    /// common mistake explains the signature.
+    #[test]
+    fn a_body_too_large_to_search_is_said_to_be_not_diagnosed() {
+        let body = vec![b'x'; diagnose::MAX_DIAGNOSED_BODY + 1];
+        let (code, out) = run_explain(&signed_request("/api/x", &body, b""));
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("not diagnosed"), "{out}");
+        assert!(out.contains("64 KiB"), "{out}");
+        assert!(!out.contains("none of the common mistakes"), "{out}");
     }
 
     #[test]
