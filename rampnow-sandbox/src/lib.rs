@@ -1282,15 +1282,9 @@ async fn serve(
                             .duration_since(SystemTime::UNIX_EPOCH)
                             .ok()
                             .map(|d| d.as_secs());
-                        if let Some((found, reason)) =
-                            refusals::diagnose_refusal(rejection, kept, keys, budget, now)
-                        {
-                            response = refusals::with_reason(response, reason).await;
-                            if let Some(found) = &found {
-                                response.extensions_mut().insert(found.clone());
-                            }
-                            diagnosis = found;
-                        }
+                        (response, diagnosis) =
+                            refusals::with_diagnosis(response, rejection, kept, keys, budget, now)
+                                .await;
                     }
                     response
                 }

@@ -237,9 +237,29 @@ struct Grant {
     bytes: usize,
 }
 
+/// The refusal `response` with its reason rewritten by [`diagnose_refusal`] and the
+/// [`Diagnosis`] found, if any, in its extensions; or the response as it is.
+pub(crate) async fn with_diagnosis(
+    response: Response<Full<Bytes>>,
+    rejection: &Rejection,
+    kept: &Kept,
+    keys: &[Credentials],
+    budget: &Budget,
+    now_secs: Option<u64>,
+) -> (Response<Full<Bytes>>, Option<Diagnosis>) {
+    let Some((found, reason)) = diagnose_refusal(rejection, kept, keys, budget, now_secs) else {
+        return (response, None);
+    };
+    let mut response = with_reason(response, reason).await;
+    if let Some(found) = &found {
+        response.extensions_mut().insert(found.clone());
+    }
+    (response, found)
+}
+
 /// The diagnosis of a refusal, if there is one, and the reason to send instead of the
 /// verifier's.
-pub(crate) fn diagnose_refusal(
+fn diagnose_refusal(
     rejection: &Rejection,
     kept: &Kept,
     keys: &[Credentials],
@@ -321,10 +341,7 @@ fn not_searched(
 }
 
 /// The refusal with `reason` in place of its JSON body's `reason`, every other field kept.
-pub(crate) async fn with_reason(
-    response: Response<Full<Bytes>>,
-    reason: String,
-) -> Response<Full<Bytes>> {
+async fn with_reason(response: Response<Full<Bytes>>, reason: String) -> Response<Full<Bytes>> {
     let (mut parts, body) = response.into_parts();
     let bytes = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
