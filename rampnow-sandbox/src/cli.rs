@@ -89,13 +89,7 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>, St
     };
     let mut argv = argv.into_iter();
     while let Some(arg) = argv.next() {
-        // Both `--flag value` and `--flag=value`.
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => {
-                (flag.to_owned(), Some(value.to_owned()))
-            }
-            _ => (arg.clone(), None),
-        };
+        let (flag, inline) = split_flag(&arg);
         if flag == "--help" || flag == "-h" {
             return Ok(None);
         }
@@ -172,6 +166,15 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>, St
         }
     }
     Ok(Some(args))
+}
+
+/// A long option and its value when written `--flag=value` (both `--flag value` and
+/// `--flag=value` are accepted); any other word as it is, without a value.
+fn split_flag(arg: &str) -> (String, Option<String>) {
+    match arg.split_once('=') {
+        Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
+        _ => (arg.to_owned(), None),
+    }
 }
 
 /// A positive number of seconds, possibly with a fraction (`0.5`).

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::Uri;
 use rampnow_auth::{Credentials, HeaderNames, API_KEY_ENV, API_SECRET_ENV};
 
-use super::{env_var, parsed_or_exit};
+use super::{env_var, parsed_or_exit, split_flag};
 use crate::diagnose::{self, Outcome, Received};
 use crate::{SANDBOX_API_KEY, SANDBOX_API_SECRET};
 
@@ -74,12 +74,7 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Request>,
     let mut request = Request::default();
     let mut argv = argv.into_iter();
     while let Some(arg) = argv.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => {
-                (flag.to_owned(), Some(value.to_owned()))
-            }
-            _ => (arg.clone(), None),
-        };
+        let (flag, inline) = split_flag(&arg);
         let mut value = || {
             inline
                 .clone()
@@ -254,17 +249,10 @@ pub(super) fn parse_curl(command: &str) -> Result<Request, String> {
         None => body = Some(piece),
     };
     while let Some(word) = words.next() {
-        let (flag, inline) = match word.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => {
-                (flag.to_owned(), Some(value.to_owned()))
-            }
-            _ => match word.as_bytes() {
-                // Short options with the value attached: -XPOST, -H'...', -d'...'.
-                [b'-', b'X' | b'H' | b'd', _, ..] => {
-                    (word[..2].to_owned(), Some(word[2..].to_owned()))
-                }
-                _ => (word.clone(), None),
-            },
+        let (flag, inline) = match word.as_bytes() {
+            // Short options with the value attached: -XPOST, -H'...', -d'...'.
+            [b'-', b'X' | b'H' | b'd', _, ..] => (word[..2].to_owned(), Some(word[2..].to_owned())),
+            _ => split_flag(&word),
         };
         let mut value = || {
             inline

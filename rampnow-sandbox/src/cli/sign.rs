@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{credentials, env_var, parsed_or_exit};
+use super::{credentials, env_var, parsed_or_exit, split_flag};
 use http::{Method, Request};
 use rampnow_auth::signing::{sign, SignableRequest, SigningParams, SigningSettings};
 use rampnow_auth::{Credentials, HeaderNames, API_KEY_ENV, API_SECRET_ENV, DEFAULT_MAX_BODY_SIZE};
@@ -75,11 +75,7 @@ fn parse(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>, String>
             positional.push(arg);
             continue;
         }
-        // Both `--flag value` and `--flag=value`.
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
-            None => (arg.clone(), None),
-        };
+        let (flag, inline) = split_flag(&arg);
         let mut value = || {
             inline
                 .clone()
