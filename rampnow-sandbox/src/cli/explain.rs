@@ -320,9 +320,12 @@ fn explain(
         .url
         .as_deref()
         .ok_or("no URL: give --url, or the URL in the curl command")?;
-    let uri: Uri = url
-        .parse()
-        .map_err(|error| format!("the URL {url:?} is not a URL ({error})"))?;
+    let uri: Uri = url.parse().map_err(|error| {
+        format!(
+            "the URL {url:?} is not a URL ({error}); give it as sent, such as \
+                 https://127.0.0.1:8443/api/partner/v1/ext/ramp_order/quote?srcCurrency=USD"
+        )
+    })?;
     let target = match uri.path_and_query().map(|pq| pq.as_str()) {
         Some(pq) if pq.starts_with('/') => pq.to_owned(),
         Some(pq) => format!("/{pq}"),
