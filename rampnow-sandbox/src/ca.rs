@@ -210,5 +210,10 @@ mod tests {
         let path = write("big.pem", &vec![b'a'; MAX_CA_FILE_BYTES as usize + 10]);
         let message = error(&path).to_string();
         assert!(message.contains("larger than"), "{message}");
+        // A file without end: read whole, this would never return.
+        if cfg!(unix) {
+            let message = error(Path::new("/dev/zero")).to_string();
+            assert!(message.contains("larger than"), "{message}");
+        }
     }
 }

@@ -89,13 +89,7 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>, St
     };
     let mut argv = argv.into_iter();
     while let Some(arg) = argv.next() {
-        // Both `--flag value` and `--flag=value`.
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => {
-                (flag.to_owned(), Some(value.to_owned()))
-            }
-            _ => (arg.clone(), None),
-        };
+        let (flag, inline) = split_flag(&arg);
         if flag == "--help" || flag == "-h" {
             return Ok(None);
         }
@@ -174,6 +168,15 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>, St
     Ok(Some(args))
 }
 
+/// A long option and its value when written `--flag=value` (both `--flag value` and
+/// `--flag=value` are accepted); any other word as it is, without a value.
+fn split_flag(arg: &str) -> (String, Option<String>) {
+    match arg.split_once('=') {
+        Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
+        _ => (arg.to_owned(), None),
+    }
+}
+
 /// A positive number of seconds, possibly with a fraction (`0.5`).
 fn seconds(flag: &str, text: &str) -> Result<Duration, String> {
     text.parse::<f64>()
@@ -217,16 +220,39 @@ fn credentials(
     }
 }
 
+/// The parsed arguments of a command, or the exit for the others: `--help` (`Ok(None)`)
+/// prints `usage` and exits 0; a usage error prints `command: message` and `usage` to stderr
+/// and exits 2.
+fn parsed_or_exit<T>(
+    parsed: Result<Option<T>, String>,
+    command: &str,
+    usage: &str,
+) -> Result<T, ExitCode> {
+    match parsed {
+        Ok(Some(args)) => Ok(args),
+        Ok(None) => {
+            // Not `println!`, which panics when the reader has gone (`--help | head`).
+            let _ = writeln!(std::io::stdout(), "{usage}");
+            Err(ExitCode::SUCCESS)
+        }
+        Err(message) => {
+            eprintln!("{command}: {message}\n\n{usage}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 /// An environment variable, `None` when unset, empty or not UTF-8.
 fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 /// Runs the `rampnow-sandbox` command with these arguments (without the program name): a
-/// subcommand (`sign`) when the first argument names one, else the sandbox: parses the
-/// options, starts a [`Sandbox`], writes its CA certificate, prints its URL, credentials and a
-/// `curl` command, and serves until Ctrl-C. Returns the process's exit code: 2 for bad
-/// options, 1 when the sandbox cannot start (or the subcommand fails).
+/// subcommand (`sign`, `explain`) when the first argument names one, else the sandbox: parses
+/// the options, starts a [`Sandbox`], writes its CA certificate, prints its URL, credentials
+/// and a `curl` command, and serves until Ctrl-C. Returns the process's exit code: 2 for bad
+/// options, 1 when the sandbox cannot start (or the subcommand fails; for `explain`, when
+/// the signature does not match).
 ///
 /// # Example
 ///
@@ -248,17 +274,9 @@ pub async fn run(argv: impl IntoIterator<Item = String>) -> ExitCode {
 
 /// The sandbox itself: `rampnow-sandbox [options]`, serving until Ctrl-C.
 async fn serve(argv: impl IntoIterator<Item = String>) -> ExitCode {
-    let mut args = match parse_args(argv) {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            // Not `println!`, which panics when the reader has gone (`--help | head`).
-            let _ = writeln!(std::io::stdout(), "{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("rampnow-sandbox: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let mut args = match parsed_or_exit(parse_args(argv), "rampnow-sandbox", USAGE) {
+        Ok(args) => args,
+        Err(code) => return code,
     };
     let (credentials, public_pair) =
         match credentials(args.api_key.take(), args.api_secret.take(), env_var) {

@@ -365,6 +365,10 @@ impl Diagnosis {
     /// reason.
     #[must_use]
     pub fn sentence(&self) -> String {
+        // A hint found without a search (a timestamp header in milliseconds) matches nothing.
+        if let [Mistake::TimestampMilliseconds] = self.mistakes[..] {
+            return Mistake::TimestampMilliseconds.alone();
+        }
         let (encoding, content): (Vec<Mistake>, Vec<Mistake>) =
             self.mistakes.iter().partition(|m| m.is_encoding());
         let mut out: Vec<String> = encoding.iter().map(|m| m.alone()).collect();
@@ -541,7 +545,8 @@ pub enum Outcome<'a> {
 pub struct Search<'a> {
     /// What was concluded.
     pub outcome: Outcome<'a>,
-    /// The bytes hashed (each candidate's message length plus one HMAC block for the key).
+    /// The bytes charged for the hashing: each candidate's message length plus a fixed
+    /// overhead per HMAC for its key and final blocks.
     pub hashed_bytes: usize,
 }
 
@@ -1195,6 +1200,22 @@ mod tests {
     }
 
     const PATH: &str = "/api/partner/v1/ext/ramp_order/quote";
+
+    /// A stale timestamp's hint is not a signature that "matches" anything: its sentence, in
+    /// the refusal and in the log line, says what is wrong and what to do.
+    #[test]
+    fn the_milliseconds_hint_reads_as_a_sentence() {
+        let hint = Diagnosis::of(Mistake::TimestampMilliseconds);
+        assert_eq!(
+            hint.sentence(),
+            "the timestamp looks like milliseconds; send and sign whole seconds since the Unix \
+             epoch"
+        );
+        assert_eq!(
+            hint.to_string(),
+            format!("timestamp_milliseconds: {}", hint.sentence())
+        );
+    }
 
     #[test]
     fn a_matching_signature_is_not_a_mistake() {

@@ -405,7 +405,10 @@ impl SandboxBuilder {
     /// Accepts these credentials too, besides the main ones ([`credentials`](Self::credentials)
     /// or [`sandbox_credentials`]): a server knows several keys, as during a key rotation. A
     /// request sent with one key and signed with another's secret is refused, and the refusal
-    /// names the key whose secret signed it (see [`diagnose`]).
+    /// names the key whose secret signed it (see [`diagnose`]). An API key already accepted is
+    /// not added again: the first secret given for it (the main credentials' first) stays.
+    /// At most [`MAX_OTHER_KEYS`](diagnose::MAX_OTHER_KEYS) other keys are tried as the secret
+    /// when diagnosing; all of them are accepted.
     ///
     /// # Example
     ///
@@ -1279,15 +1282,9 @@ async fn serve(
                             .duration_since(SystemTime::UNIX_EPOCH)
                             .ok()
                             .map(|d| d.as_secs());
-                        if let Some((found, reason)) =
-                            refusals::diagnose_refusal(rejection, kept, keys, budget, now)
-                        {
-                            response = refusals::with_reason(response, reason).await;
-                            if let Some(found) = &found {
-                                response.extensions_mut().insert(found.clone());
-                            }
-                            diagnosis = found;
-                        }
+                        (response, diagnosis) =
+                            refusals::with_diagnosis(response, rejection, kept, keys, budget, now)
+                                .await;
                     }
                     response
                 }

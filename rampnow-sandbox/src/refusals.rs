@@ -15,7 +15,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use rampnow_auth::verify::{Rejection, RejectionKind};
 use rampnow_auth::{Credentials, HeaderNames};
 
-use crate::diagnose::{self, Diagnosis, Outcome, Received, Skip, MAX_DIAGNOSED_BODY};
+use crate::diagnose::{self, Diagnosis, Mistake, Outcome, Received, Skip, MAX_DIAGNOSED_BODY};
 
 /// The most bytes hashed for diagnoses in one second, all clients together (16 MiB, a few
 /// milliseconds of one core); past it a refusal says it was not diagnosed.
@@ -203,30 +203,63 @@ impl Budget {
     }
 
     /// Up to [`DIAGNOSIS_BYTES_PER_REQUEST`] bytes from this second's budget.
-    fn take(&self) -> usize {
+    fn take(&self) -> Grant {
         self.take_at(Instant::now())
     }
 
-    fn take_at(&self, now: Instant) -> usize {
+    fn take_at(&self, now: Instant) -> Grant {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if now.saturating_duration_since(state.0) >= Duration::from_secs(1) {
             *state = (now, 0);
         }
-        let granted = DIAGNOSIS_BYTES_PER_REQUEST.min(DIAGNOSIS_BYTES_PER_SECOND - state.1);
-        state.1 += granted;
-        granted
+        let bytes = DIAGNOSIS_BYTES_PER_REQUEST.min(DIAGNOSIS_BYTES_PER_SECOND - state.1);
+        state.1 += bytes;
+        Grant {
+            second: state.0,
+            bytes,
+        }
     }
 
-    /// Returns what a diagnosis did not use.
-    fn give_back(&self, bytes: usize) {
+    /// Returns what a diagnosis did not use of `grant`, to the second it was taken from: once
+    /// another second has begun, nothing (its budget is whole already).
+    fn give_back(&self, grant: Grant, used: usize) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.1 = state.1.saturating_sub(bytes);
+        if state.0 == grant.second {
+            state.1 = state.1.saturating_sub(grant.bytes.saturating_sub(used));
+        }
     }
+}
+
+/// Bytes taken from the budget of the second that began at `second`.
+#[derive(Debug, Clone, Copy)]
+struct Grant {
+    second: Instant,
+    bytes: usize,
+}
+
+/// The refusal `response` with its reason rewritten by [`diagnose_refusal`] and the
+/// [`Diagnosis`] found, if any, in its extensions; or the response as it is.
+pub(crate) async fn with_diagnosis(
+    response: Response<Full<Bytes>>,
+    rejection: &Rejection,
+    kept: &Kept,
+    keys: &[Credentials],
+    budget: &Budget,
+    now_secs: Option<u64>,
+) -> (Response<Full<Bytes>>, Option<Diagnosis>) {
+    let Some((found, reason)) = diagnose_refusal(rejection, kept, keys, budget, now_secs) else {
+        return (response, None);
+    };
+    let mut response = with_reason(response, reason).await;
+    if let Some(found) = &found {
+        response.extensions_mut().insert(found.clone());
+    }
+    (response, found)
 }
 
 /// The diagnosis of a refusal, if there is one, and the reason to send instead of the
 /// verifier's.
-pub(crate) fn diagnose_refusal(
+fn diagnose_refusal(
     rejection: &Rejection,
     kept: &Kept,
     keys: &[Credentials],
@@ -236,11 +269,7 @@ pub(crate) fn diagnose_refusal(
     match rejection.kind() {
         RejectionKind::StaleTimestamp => {
             let diagnosis = diagnose::stale_timestamp_hint(&kept.timestamp, now_secs?)?;
-            let reason = format!(
-                "{}; {}",
-                rejection.reason(),
-                diagnosis.mistakes()[0].alone()
-            );
+            let reason = format!("{}; {}", rejection.reason(), diagnosis.sentence());
             Some((Some(diagnosis), reason))
         }
         RejectionKind::SignatureMismatch | RejectionKind::InvalidSignature => {
@@ -273,30 +302,20 @@ pub(crate) fn diagnose_refusal(
             if let Some(skip) = skip {
                 // No body to search with: name an encoding mistake alone, if any.
                 let encoding = diagnose::signature_encoding(&kept.signature);
-                return Some(match encoding {
-                    Some(mistake) => (
-                        Some(Diagnosis::encoding_only(mistake)),
-                        format!("{lead}: {}; {}", mistake.alone(), skip.sentence()),
-                    ),
-                    None => (None, format!("{}; {}", rejection.reason(), skip.sentence())),
-                });
+                return Some(not_searched(rejection, lead, skip, encoding));
             }
-            let granted = budget.take();
-            let search = diagnose::search(&received, credentials, keys, granted);
-            budget.give_back(granted.saturating_sub(search.hashed_bytes));
+            let grant = budget.take();
+            let search = diagnose::search(&received, credentials, keys, grant.bytes);
+            budget.give_back(grant, search.hashed_bytes);
             match search.outcome {
                 Outcome::Found(finding) => {
                     let diagnosis = finding.diagnosis().clone();
                     let reason = format!("{lead}: {}", diagnosis.sentence());
                     Some((Some(diagnosis), reason))
                 }
-                Outcome::Skipped(skip, encoding) => Some(match encoding {
-                    Some(mistake) => (
-                        Some(Diagnosis::encoding_only(mistake)),
-                        format!("{lead}: {}; {}", mistake.alone(), skip.sentence()),
-                    ),
-                    None => (None, format!("{}; {}", rejection.reason(), skip.sentence())),
-                }),
+                Outcome::Skipped(skip, encoding) => {
+                    Some(not_searched(rejection, lead, skip, encoding))
+                }
                 _ => None,
             }
         }
@@ -304,11 +323,25 @@ pub(crate) fn diagnose_refusal(
     }
 }
 
+/// A refusal whose search did not run (or not to the end): the encoding mistake if one was
+/// seen, and the reason saying why there is no more.
+fn not_searched(
+    rejection: &Rejection,
+    lead: &str,
+    skip: Skip,
+    encoding: Option<Mistake>,
+) -> (Option<Diagnosis>, String) {
+    match encoding {
+        Some(mistake) => (
+            Some(Diagnosis::encoding_only(mistake)),
+            format!("{lead}: {}; {}", mistake.alone(), skip.sentence()),
+        ),
+        None => (None, format!("{}; {}", rejection.reason(), skip.sentence())),
+    }
+}
+
 /// The refusal with `reason` in place of its JSON body's `reason`, every other field kept.
-pub(crate) async fn with_reason(
-    response: Response<Full<Bytes>>,
-    reason: String,
-) -> Response<Full<Bytes>> {
+async fn with_reason(response: Response<Full<Bytes>>, reason: String) -> Response<Full<Bytes>> {
     let (mut parts, body) = response.into_parts();
     let bytes = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -336,7 +369,7 @@ mod tests {
         let mut total = 0;
         let mut grants = 0;
         loop {
-            let granted = budget.take_at(start);
+            let granted = budget.take_at(start).bytes;
             assert!(granted <= DIAGNOSIS_BYTES_PER_REQUEST);
             if granted == 0 {
                 break;
@@ -349,10 +382,34 @@ mod tests {
             grants,
             DIAGNOSIS_BYTES_PER_SECOND / DIAGNOSIS_BYTES_PER_REQUEST
         );
-        budget.give_back(100);
-        assert_eq!(budget.take_at(start), 100);
-        assert_eq!(budget.take_at(start), 0);
+        let grant = Grant {
+            second: start,
+            bytes: 150,
+        };
+        budget.give_back(grant, 50);
+        assert_eq!(budget.take_at(start).bytes, 100);
+        assert_eq!(budget.take_at(start).bytes, 0);
         let later = start + Duration::from_secs(1);
-        assert_eq!(budget.take_at(later), DIAGNOSIS_BYTES_PER_REQUEST);
+        assert_eq!(budget.take_at(later).bytes, DIAGNOSIS_BYTES_PER_REQUEST);
+    }
+
+    /// A diagnosis that ends after the next second began gives back nothing to that second:
+    /// no second hashes more than its budget.
+    #[test]
+    fn what_is_given_back_late_does_not_swell_the_next_second() {
+        let budget = Budget::new();
+        let start = budget.state.lock().unwrap().0;
+        let early = budget.take_at(start);
+        let later = start + Duration::from_secs(1);
+        let mut total = budget.take_at(later).bytes;
+        budget.give_back(early, 0); // unused, but its second is over
+        loop {
+            let granted = budget.take_at(later).bytes;
+            if granted == 0 {
+                break;
+            }
+            total += granted;
+        }
+        assert_eq!(total, DIAGNOSIS_BYTES_PER_SECOND);
     }
 }

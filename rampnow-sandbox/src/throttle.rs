@@ -249,6 +249,10 @@ struct State {
     /// map is not swept again before then: a sweep costs one pass over the map, and each sweep
     /// after the first frees at least one slot or moves this forward.
     sweep_at: u64,
+    /// The latest time seen (nanoseconds since `base`). Callers take their instant before
+    /// the lock, so two requests can reach it out of order; counting from this, every log
+    /// stays oldest first and its last entry is its newest, as the sweep assumes.
+    latest: u64,
 }
 
 impl RateLimiter {
@@ -270,13 +274,14 @@ impl RateLimiter {
     pub(crate) fn check(&self, client: IpAddr, now: Instant) -> Result<(), LimitRefusal> {
         // One address, however it arrives: `::ffff:127.0.0.1` is `127.0.0.1`.
         let client = client.to_canonical();
-        let now = self.nanos(now);
         let window = u64::try_from(WINDOW.as_nanos()).unwrap_or(u64::MAX);
-        let live = |at: u64| now.saturating_sub(at) < window;
         let limit = self.limit as usize;
         // Every update below completes or does nothing, so a poisoned lock is still usable.
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let state = &mut *state;
+        let now = self.nanos(now).max(state.latest);
+        state.latest = now;
+        let live = |at: u64| now.saturating_sub(at) < window;
         if !state.windows.contains_key(&client) && state.windows.len() >= self.max_addresses {
             if now >= state.sweep_at {
                 state
@@ -438,6 +443,27 @@ mod tests {
         assert_eq!(limiter.check(c, t0 + ms(1_000)), Ok(()));
     }
 
+    /// Instants are taken before the lock, so two requests can reach it out of order; the
+    /// later one must not make the address look idle to the sweep while a request it sent
+    /// is still within the window.
+    #[test]
+    fn requests_reaching_the_lock_out_of_order_keep_their_address_live() {
+        let limiter = RateLimiter::new(2, 1);
+        let t0 = limiter.base;
+        assert_eq!(limiter.check(A, t0 + ms(101)), Ok(()));
+        assert_eq!(limiter.check(A, t0 + ms(100)), Ok(()));
+        // At 1.1005 s the request of 101 ms is still live: A holds the only slot.
+        let at = t0 + ms(1_100) + Duration::from_micros(500);
+        assert!(
+            matches!(
+                limiter.check(B, at),
+                Err(LimitRefusal::TooManyClients { .. })
+            ),
+            "A was forgotten while a request of its was within the last second"
+        );
+        assert_eq!(limiter.check(B, t0 + ms(1_101)), Ok(()));
+    }
+
     #[test]
     fn every_kth_request_fails_after_the_rate_limit() {
         let now = Instant::now();
@@ -466,7 +492,8 @@ mod tests {
             Err(LimitRefusal::RateLimited { .. })
         ));
         assert_eq!(throttle.check(B, now), Ok(())); // request 3
-                                                    // 1: every request fails.
+
+        // 1: every request fails.
         let throttle = Throttle::new(None, Some(1)).unwrap().unwrap();
         assert!((0..5).all(|_| throttle.check(A, now).is_err()));
     }

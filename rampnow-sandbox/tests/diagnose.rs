@@ -27,15 +27,15 @@ async fn sandbox() -> Sandbox {
 }
 
 /// What a client signs: its own idea of each part.
-struct Signed<'a> {
+struct Signed {
     credentials: Credentials,
     timestamp: u64,
-    method: &'a str,
+    method: String,
     target: String,
     body: Vec<u8>,
 }
 
-impl Signed<'_> {
+impl Signed {
     fn signature(&self) -> String {
         Signer::new(&self.credentials)
             .sign(
@@ -77,12 +77,11 @@ async fn send(
     (status, json, entry)
 }
 
-fn client(method: &str, target: &str, body: &[u8]) -> Signed<'static> {
-    let method: &'static str = Box::leak(method.to_owned().into_boxed_str());
+fn client(method: &str, target: &str, body: &[u8]) -> Signed {
     Signed {
         credentials: rampnow_sandbox::sandbox_credentials(),
         timestamp: NOW,
-        method,
+        method: method.to_owned(),
         target: target.to_owned(),
         body: body.to_vec(),
     }
@@ -92,7 +91,7 @@ fn client(method: &str, target: &str, body: &[u8]) -> Signed<'static> {
 /// and says `phrase`. Returns the reason.
 async fn expect(
     sent: (Method, &str, &[u8]),
-    signed: Signed<'_>,
+    signed: Signed,
     codes: &[Mistake],
     phrase: &str,
 ) -> String {

@@ -116,3 +116,29 @@ fn usage_errors_exit_2() {
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).contains("--curl COMMAND"));
 }
+
+/// What `rampnow-sandbox sign` prints, pasted into `explain`, matches: the two commands read
+/// and write the same curl (`--head` for HEAD, `--data-raw` for an inline body).
+#[test]
+fn the_curl_command_sign_prints_is_explained_as_matching() {
+    let url = format!("https://127.0.0.1:8443{TARGET}?srcCurrency=USD&note=it's");
+    for (method, body) in [("GET", None), ("HEAD", None), ("POST", Some(BODY))] {
+        let mut args = vec!["sign", "--timestamp", "1700000000", method, &url];
+        args.extend(body);
+        let signed = Command::new(env!("CARGO_BIN_EXE_rampnow-sandbox"))
+            .args(&args)
+            .env("RAMPNOW_API_KEY", KEY)
+            .env("RAMPNOW_API_SECRET", SECRET)
+            .output()
+            .expect("the binary runs");
+        let text = String::from_utf8_lossy(&signed.stdout);
+        let curl = &text[text.find("\ncurl ").expect("a curl command") + 1..];
+        let output = explain(&["--curl", curl]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{method}:\n{curl}\n{stdout}");
+        assert!(
+            stdout.starts_with(&format!("request:   {method} ")),
+            "{stdout}"
+        );
+    }
+}

@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Request, StatusCode};
@@ -58,10 +59,22 @@ async fn the_retry_policy_rides_out_429s_and_503s_with_fresh_signatures() {
         .await
         .unwrap();
     // No rate limiter: the burst runs into the sandbox's limit, and the policy waits out its
-    // `Retry-After` (1 s). Enough attempts for the 503s too.
+    // `Retry-After` (1 s). Enough attempts for the 503s too. Below the signing layer, each
+    // attempt's target, timestamp and signature are noted as they leave.
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let note = sent.clone();
     let client = ServiceBuilder::new()
         .retry(RampnowRetry::new().max_attempts(6).no_budget())
         .layer(RampnowAuthLayer::new(sandbox.credentials().clone()))
+        .map_request(move |request: Request<SignedBody>| {
+            let header = |name: &str| request.headers()[name].to_str().unwrap().to_owned();
+            note.lock().unwrap().push(Attempt {
+                target: request.uri().path_and_query().unwrap().to_string(),
+                timestamp: header("rn-access-timestamp").parse().unwrap(),
+                signature: header("rn-access-sign"),
+            });
+            request
+        })
         .service(common::sandbox_client(&sandbox));
     let started = tokio::time::Instant::now();
     let statuses = burst(client, &sandbox, 8).await;
@@ -84,13 +97,38 @@ async fn the_retry_policy_rides_out_429s_and_503s_with_fresh_signatures() {
         started.elapsed() >= Duration::from_secs(1),
         "the 429s' Retry-After (1 s) was honoured"
     );
-    // Every attempt that reached the verifier was signed afresh: 8 verified, 8 signatures.
     let verified: Vec<_> = log.iter().filter(|entry| entry.verified()).collect();
     assert_eq!(verified.len(), 8, "{log:#?}");
     assert!(
         log.iter().all(|entry| entry.rejection.is_none()),
         "no replay, no stale: {log:#?}"
     );
+    // Fresh signatures: a quote answered 429 was sent again at least 1 s later, so signed
+    // afresh it carries a later timestamp and another signature. (The sandbox refuses on
+    // its limits before verifying, so a resent old signature would pass unnoticed.)
+    let sent = sent.lock().unwrap();
+    let limited: HashSet<&str> = log
+        .iter()
+        .filter(|entry| entry.status == StatusCode::TOO_MANY_REQUESTS)
+        .map(|entry| entry.target.as_str())
+        .collect();
+    assert!(!limited.is_empty());
+    for target in limited {
+        let attempts: Vec<&Attempt> = sent.iter().filter(|a| a.target == target).collect();
+        let (first, last) = (attempts[0], attempts[attempts.len() - 1]);
+        assert!(
+            last.timestamp > first.timestamp && last.signature != first.signature,
+            "{target} was not signed afresh after its 429: {attempts:#?}"
+        );
+    }
+}
+
+/// One attempt as it left the signing layer.
+#[derive(Debug)]
+struct Attempt {
+    target: String,
+    timestamp: u64,
+    signature: String,
 }
 
 #[tokio::test]

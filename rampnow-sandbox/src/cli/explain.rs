@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::Uri;
 use rampnow_auth::{Credentials, HeaderNames, API_KEY_ENV, API_SECRET_ENV};
 
-use super::env_var;
+use super::{env_var, parsed_or_exit, split_flag};
 use crate::diagnose::{self, Outcome, Received};
 use crate::{SANDBOX_API_KEY, SANDBOX_API_SECRET};
 
@@ -23,7 +23,8 @@ usage: rampnow-sandbox explain [--method METHOD] --url URL -H 'NAME: VALUE'... [
 Checks the signature of a request you sent and names the mistake if it is wrong. Give the
 request as flags, or paste the whole curl command after --curl (single and double quotes,
 backslashes and backslash-newline are read as a shell would; curl's -X/--request,
--H/--header, -d/--data/--data-raw/--data-binary and the URL are used, other options ignored).
+-I/--head, -H/--header, -d/--data/--data-raw/--data-binary/--json and the URL are used,
+other options ignored).
 
   --method METHOD   the method (default GET, or POST with --data)
   --url URL         the URL the request was sent to (https://host/path?query)
@@ -48,16 +49,9 @@ pub(super) struct Request {
 
 /// Runs `rampnow-sandbox explain` with these arguments (after `explain`).
 pub(super) fn run(argv: impl IntoIterator<Item = String>) -> ExitCode {
-    let request = match parse_args(argv) {
-        Ok(Some(request)) => request,
-        Ok(None) => {
-            let _ = writeln!(std::io::stdout(), "{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("rampnow-sandbox explain: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let request = match parsed_or_exit(parse_args(argv), "rampnow-sandbox explain", USAGE) {
+        Ok(request) => request,
+        Err(code) => return code,
     };
     let mut out = String::new();
     let code = match explain(
@@ -80,12 +74,7 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Request>,
     let mut request = Request::default();
     let mut argv = argv.into_iter();
     while let Some(arg) = argv.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => {
-                (flag.to_owned(), Some(value.to_owned()))
-            }
-            _ => (arg.clone(), None),
-        };
+        let (flag, inline) = split_flag(&arg);
         let mut value = || {
             inline
                 .clone()
@@ -233,9 +222,12 @@ const CURL_VALUE_OPTIONS: &[&str] = &[
     "--range",
 ];
 
-/// The request in a curl command: `-X`/`--request`, `-H`/`--header`, the `-d` family and the
-/// URL. Several `-d` are joined with `&`, as curl does; `-d @FILE` reads FILE without its
-/// newlines (as curl does), `--data-binary @FILE` as is, and `--data-raw` never reads a file.
+/// The request in a curl command: `-X`/`--request`, `-I`/`--head`, `-H`/`--header`, the `-d`
+/// family, `--json` and the URL. Several `-d` are joined with `&` and several `--json`
+/// concatenated, as curl does; `-d @FILE` reads FILE without its newlines (as curl does),
+/// `--data-binary @FILE` and `--json @FILE` as is, and `--data-raw` never reads a file. A body
+/// curl builds itself (`--data-urlencode`, `-F`/`--form`, `-G` moving the data into the URL)
+/// is an error: explain needs the bytes as sent.
 pub(super) fn parse_curl(command: &str) -> Result<Request, String> {
     let words = shell_words(command)?;
     let mut words = words.into_iter().peekable();
@@ -246,19 +238,21 @@ pub(super) fn parse_curl(command: &str) -> Result<Request, String> {
         words.next();
     }
     let mut request = Request::default();
-    let mut data: Vec<Vec<u8>> = Vec::new();
+    let mut head = false;
+    let mut body: Option<Vec<u8>> = None;
+    // Each piece of data after the first: `&` between, except before a `--json` piece.
+    let mut add = |piece: Vec<u8>, separator: &[u8]| match &mut body {
+        Some(body) => {
+            body.extend_from_slice(separator);
+            body.extend_from_slice(&piece);
+        }
+        None => body = Some(piece),
+    };
     while let Some(word) = words.next() {
-        let (flag, inline) = match word.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => {
-                (flag.to_owned(), Some(value.to_owned()))
-            }
-            _ => match word.as_bytes() {
-                // Short options with the value attached: -XPOST, -H'...', -d'...'.
-                [b'-', b'X' | b'H' | b'd', _, ..] => {
-                    (word[..2].to_owned(), Some(word[2..].to_owned()))
-                }
-                _ => (word.clone(), None),
-            },
+        let (flag, inline) = match word.as_bytes() {
+            // Short options with the value attached: -XPOST, -H'...', -d'...'.
+            [b'-', b'X' | b'H' | b'd', _, ..] => (word[..2].to_owned(), Some(word[2..].to_owned())),
+            _ => split_flag(&word),
         };
         let mut value = || {
             inline
@@ -269,25 +263,35 @@ pub(super) fn parse_curl(command: &str) -> Result<Request, String> {
         match flag.as_str() {
             "-X" | "--request" => request.method = Some(value()?),
             "-H" | "--header" => request.headers.push(header(&value()?)?),
+            "-I" | "--head" => head = true,
             "-d" | "--data" | "--data-ascii" => {
                 let text = value()?;
-                data.push(match text.strip_prefix('@') {
+                let piece = match text.strip_prefix('@') {
                     Some(path) => {
                         let mut bytes = read_file(path)?;
                         bytes.retain(|b| *b != b'\n' && *b != b'\r');
                         bytes
                     }
                     None => text.into_bytes(),
-                });
+                };
+                add(piece, b"&");
             }
-            "--data-binary" => {
+            "--data-binary" | "--json" => {
                 let text = value()?;
-                data.push(match text.strip_prefix('@') {
+                let piece = match text.strip_prefix('@') {
                     Some(path) => read_file(path)?,
                     None => text.into_bytes(),
-                });
+                };
+                add(piece, if flag == "--json" { b"" } else { b"&" });
             }
-            "--data-raw" => data.push(value()?.into_bytes()),
+            "--data-raw" => add(value()?.into_bytes(), b"&"),
+            "--data-urlencode" | "-F" | "--form" | "--form-string" | "-G" | "--get" => {
+                return Err(format!(
+                    "curl's {flag} makes a body (or query) explain cannot rebuild byte for byte; \
+                     give the request as sent: --url with the query, and the body with --data \
+                     or --data @FILE"
+                ));
+            }
             "--url" => request.url = Some(value()?),
             _ if CURL_VALUE_OPTIONS.contains(&flag.as_str()) => {
                 value()?;
@@ -296,8 +300,9 @@ pub(super) fn parse_curl(command: &str) -> Result<Request, String> {
             _ => request.url = Some(word),
         }
     }
-    if !data.is_empty() {
-        request.body = Some(data.join(&b'&'));
+    request.body = body;
+    if head && request.method.is_none() {
+        request.method = Some("HEAD".to_owned());
     }
     Ok(request)
 }
@@ -315,9 +320,12 @@ fn explain(
         .url
         .as_deref()
         .ok_or("no URL: give --url, or the URL in the curl command")?;
-    let uri: Uri = url
-        .parse()
-        .map_err(|error| format!("the URL {url:?} is not a URL ({error})"))?;
+    let uri: Uri = url.parse().map_err(|error| {
+        format!(
+            "the URL {url:?} is not a URL ({error}); give it as sent, such as \
+                 https://127.0.0.1:8443/api/partner/v1/ext/ramp_order/quote?srcCurrency=USD"
+        )
+    })?;
     let target = match uri.path_and_query().map(|pq| pq.as_str()) {
         Some(pq) if pq.starts_with('/') => pq.to_owned(),
         Some(pq) => format!("/{pq}"),
@@ -393,11 +401,7 @@ fn explain(
     ) {
         let now = now.as_secs();
         if let Some(hint) = diagnose::stale_timestamp_hint(timestamp, now) {
-            let _ = writeln!(
-                out,
-                "timestamp: {timestamp}: {}",
-                hint.mistakes()[0].alone()
-            );
+            let _ = writeln!(out, "timestamp: {timestamp}: {}", hint.sentence());
         } else if seconds.abs_diff(now) > 60 {
             let _ = writeln!(
                 out,
@@ -456,6 +460,14 @@ fn explain(
                  bytes): send the lowercase hex of the HMAC-SHA256",
                 names.signature()
             );
+            1
+        }
+        Outcome::Skipped(skip, encoding) => {
+            let _ = writeln!(out, "signature: does not match");
+            if let Some(mistake) = encoding {
+                let _ = writeln!(out, "diagnosis: {}: {}", mistake.code(), mistake.alone());
+            }
+            let _ = writeln!(out, "diagnosis: {}", skip.sentence());
             1
         }
         _ => {
@@ -527,7 +539,7 @@ mod tests {
         shell_words(line).unwrap()
     }
 
-    /// A body file (`--body @FILE`, or `-d @FILE` in a pasted curl command) is read up to the
+    /// A body file (`--data @FILE`, or `-d @FILE` in a pasted curl command) is read up to the
     /// signer's limit, not until memory runs out: `-d @/dev/zero` is an error, not a hang.
     #[test]
     fn a_body_file_is_read_up_to_the_signers_limit() {
@@ -611,6 +623,35 @@ mod tests {
         assert!(parse_curl("curl -H 'no colon'").is_err());
     }
 
+    /// `rampnow-sandbox sign` prints `--head` for a HEAD request, and curl's `--json` is the
+    /// body: both read as curl reads them, and neither value is taken for the URL.
+    #[test]
+    fn head_and_json_are_read_as_curl_reads_them() {
+        for head in ["--head", "-I"] {
+            let request = parse_curl(&format!("curl -sS {head} 'https://h/x' -H 'a: b'")).unwrap();
+            assert_eq!(request.method.as_deref(), Some("HEAD"), "{head}");
+            assert_eq!(request.url.as_deref(), Some("https://h/x"));
+        }
+        // An explicit -X wins, as in curl.
+        let request = parse_curl("curl -X GET --head https://h/x").unwrap();
+        assert_eq!(request.method.as_deref(), Some("GET"));
+
+        let request = parse_curl(r#"curl https://h/x --json '{"a":' --json '1}'"#).unwrap();
+        assert_eq!(request.url.as_deref(), Some("https://h/x"));
+        assert_eq!(request.body.as_deref(), Some(&br#"{"a":1}"#[..]));
+
+        // Bodies explain cannot rebuild byte for byte are refused, not taken for the URL.
+        for option in [
+            "--data-urlencode 'a=b c'",
+            "-F 'f=@x'",
+            "--form 'f=1'",
+            "-G",
+        ] {
+            let message = parse_curl(&format!("curl https://h/x {option}")).unwrap_err();
+            assert!(message.contains("--data"), "{option}: {message}");
+        }
+    }
+
     #[test]
     fn every_byte_is_visible() {
         assert_eq!(
@@ -664,6 +705,18 @@ mod tests {
             column,
             "the caret is after the expected text:\n{out}"
         );
+    }
+
+    /// A body over the search's limit is not searched: explain says so, rather than that no
+    /// common mistake explains the signature.
+    #[test]
+    fn a_body_too_large_to_search_is_said_to_be_not_diagnosed() {
+        let body = vec![b'x'; diagnose::MAX_DIAGNOSED_BODY + 1];
+        let (code, out) = run_explain(&signed_request("/api/x", &body, b""));
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("not diagnosed"), "{out}");
+        assert!(out.contains("64 KiB"), "{out}");
+        assert!(!out.contains("none of the common mistakes"), "{out}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{credentials, env_var};
+use super::{credentials, env_var, parsed_or_exit, split_flag};
 use http::{Method, Request};
 use rampnow_auth::signing::{sign, SignableRequest, SigningParams, SigningSettings};
 use rampnow_auth::{Credentials, HeaderNames, API_KEY_ENV, API_SECRET_ENV, DEFAULT_MAX_BODY_SIZE};
@@ -75,11 +75,7 @@ fn parse(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>, String>
             positional.push(arg);
             continue;
         }
-        // Both `--flag value` and `--flag=value`.
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
-            None => (arg.clone(), None),
-        };
+        let (flag, inline) = split_flag(&arg);
         let mut value = || {
             inline
                 .clone()
@@ -283,16 +279,9 @@ fn sign_request(
 /// Runs `rampnow-sandbox sign` with the arguments after `sign`. Exit code 2 for bad arguments,
 /// 1 when the request cannot be signed.
 pub(super) fn run(argv: impl IntoIterator<Item = String>) -> ExitCode {
-    let args = match parse(argv) {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            let _ = writeln!(std::io::stdout(), "{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("rampnow-sandbox sign: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let args = match parsed_or_exit(parse(argv), "rampnow-sandbox sign", USAGE) {
+        Ok(args) => args,
+        Err(code) => return code,
     };
     let (credentials, public_pair) =
         match credentials(args.api_key.clone(), args.api_secret.clone(), env_var) {
