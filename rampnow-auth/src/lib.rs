@@ -121,6 +121,7 @@ mod sign;
 mod signer;
 pub mod signing;
 mod sync;
+mod timer;
 pub mod verify;
 
 pub use body::SignedBody;

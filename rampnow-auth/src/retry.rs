@@ -385,9 +385,7 @@ impl RetryDelay {
         if delay.is_zero() {
             return Some(RetryDelay { sleep: None });
         }
-        tokio::runtime::Handle::try_current().ok()?;
-        // `sleep` panics in a runtime without its timer; there is no way to ask beforehand.
-        let sleep = std::panic::catch_unwind(|| tokio::time::sleep(delay)).ok()?;
+        let sleep = crate::timer::sleep(delay)?;
         Some(RetryDelay { sleep: Some(sleep) })
     }
 }

@@ -230,19 +230,12 @@ impl Admission {
     fn sleep_until(&mut self, deadline: Instant, after: AfterSleep) -> Result<(), LimitError> {
         match self.sleep.as_mut() {
             Some(sleep) => sleep.as_mut().reset(deadline),
-            None => self.sleep = Some(Box::pin(start_timer(deadline)?)),
+            None => {
+                let sleep = crate::timer::sleep_until(deadline).ok_or_else(LimitError::no_timer)?;
+                self.sleep = Some(Box::pin(sleep));
+            }
         }
         self.sleeping = Some(after);
         Ok(())
     }
-}
-
-/// A Tokio sleep until `deadline`, or an error where there is no Tokio timer: outside a
-/// runtime, or in one built without the time driver, where Tokio would panic ("there is no
-/// reactor running", "timers are disabled"). The first is checked beforehand, the second
-/// caught (as the verifier's body timeout does; its message still reaches the panic hook).
-fn start_timer(deadline: Instant) -> Result<Sleep, LimitError> {
-    tokio::runtime::Handle::try_current().map_err(|_| LimitError::no_timer())?;
-    std::panic::catch_unwind(|| tokio::time::sleep_until(deadline))
-        .map_err(|_| LimitError::no_timer())
 }

@@ -138,8 +138,6 @@ use tower::{BoxError, Layer, Service};
 use crate::Environment;
 
 #[cfg(feature = "redis")]
-pub(crate) use self::redis::bounded;
-#[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::DEFAULT_REDIS_TIMEOUT;
 pub use future::ResponseFuture;

@@ -1,17 +1,18 @@
 //! The rate limit kept in Redis: one GCRA for every process that names the same key.
 
 use std::fmt;
-use std::future::{poll_fn, Future};
-use std::pin::{pin, Pin};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::Script;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+
+use crate::timer::{bounded, Bounded};
 
 use super::{LimitError, Limiter, RateLimitLayer, DEFAULT_HEADROOM};
 
@@ -173,34 +174,6 @@ fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
-/// Why a bounded call has no answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Bounded {
-    TimedOut,
-    /// No Tokio timer (outside a runtime, or without the time driver).
-    NoTimer,
-}
-
-/// Runs `future` for at most `timeout`, on Tokio's timer, without panicking where there is no
-/// timer (as `tokio::time::timeout` would).
-pub(crate) async fn bounded<F: Future>(timeout: Duration, future: F) -> Result<F::Output, Bounded> {
-    tokio::runtime::Handle::try_current().map_err(|_| Bounded::NoTimer)?;
-    let sleep =
-        std::panic::catch_unwind(|| tokio::time::sleep(timeout)).map_err(|_| Bounded::NoTimer)?;
-    let mut sleep = pin!(sleep);
-    let mut future = pin!(future);
-    poll_fn(|cx| {
-        if let Poll::Ready(output) = future.as_mut().poll(cx) {
-            return Poll::Ready(Ok(output));
-        }
-        if sleep.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Err(Bounded::TimedOut));
-        }
-        Poll::Pending
-    })
-    .await
-}
-
 impl RateLimitLayer {
     /// At most `per_second` requests a second (`0` is taken as `1`) across every process and
     /// machine whose limiter names the same `name` on the same Redis: Rampnow's limit is per
@@ -292,30 +265,5 @@ impl RateLimitLayer {
             self.limiter = Limiter::Redis(Arc::new(redis.with_timeout(timeout)));
         }
         self
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn bounded_times_out_and_passes_answers_through() {
-        assert_eq!(
-            bounded(Duration::from_millis(10), std::future::pending::<()>()).await,
-            Err(Bounded::TimedOut)
-        );
-        assert_eq!(bounded(Duration::from_secs(5), async { 7 }).await, Ok(7));
-    }
-
-    #[test]
-    fn bounded_without_a_timer_is_an_error() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        assert_eq!(
-            rt.block_on(bounded(Duration::from_secs(1), async { 7 })),
-            Err(Bounded::NoTimer)
-        );
     }
 }

@@ -119,7 +119,7 @@ where
                             };
                             let sleep = match deadline {
                                 Some(sleep) => sleep,
-                                None => match start_timer(timeout) {
+                                None => match crate::timer::sleep(timeout) {
                                     Some(sleep) => deadline.insert(Box::pin(sleep)),
                                     None => {
                                         let refusal = VerifyConfig::no_timer_rejection();
@@ -228,14 +228,4 @@ where
             .field("state", &state)
             .finish()
     }
-}
-
-/// A Tokio sleep of `timeout`, or `None` where there is no Tokio timer: outside a Tokio
-/// runtime, or in one built without the time driver. Tokio panics in both cases
-/// (`tokio::time::sleep`: "there is no reactor running", "timers are disabled"); the first is
-/// checked beforehand, the second caught (its message still goes to the panic hook, and with
-/// `panic = "abort"` it aborts: build the runtime with `enable_time`, or turn the timeout off).
-fn start_timer(timeout: std::time::Duration) -> Option<Sleep> {
-    tokio::runtime::Handle::try_current().ok()?;
-    std::panic::catch_unwind(|| tokio::time::sleep(timeout)).ok()
 }

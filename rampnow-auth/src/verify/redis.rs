@@ -138,7 +138,7 @@ impl ReplayStore for RedisReplayStore {
             let mut set = redis::cmd("SET");
             set.arg(&key).arg(1).arg("NX").arg("PX").arg(ttl_ms);
             let answer =
-                crate::limit::bounded(timeout, set.query_async::<Option<String>>(&mut conn)).await;
+                crate::timer::bounded(timeout, set.query_async::<Option<String>>(&mut conn)).await;
             match answer {
                 Ok(Ok(Some(_))) => ReplayCheck::First,
                 Ok(Ok(None)) => ReplayCheck::Replayed,
