@@ -538,8 +538,7 @@ mod tests {
     }
 
     /// First come, first served: twenty requests that join the line one after the other are
-    /// released in that order, and a request waiting its turn is never overtaken by one that
-    /// came later.
+    /// released in that order (overtaking is the next test's).
     #[tokio::test(start_paused = true)]
     async fn requests_are_released_in_the_order_they_came() {
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -560,6 +559,36 @@ mod tests {
             task.await.unwrap().unwrap();
         }
         assert_eq!(*order.lock().unwrap(), (0..20).collect::<Vec<_>>());
+    }
+
+    /// A request that comes just as a turn frees up does not take it from one already
+    /// waiting: `waiting` waits from t = 0 for the turn at t = 100 ms; `late` is called at
+    /// exactly 100 ms, its task woken by a timer set before `waiting`'s, so it runs first.
+    /// Asking the limiter directly, `late` would find the turn free and go first.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_arriving_as_the_turn_frees_does_not_overtake_a_waiting_one() {
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = order.clone();
+        let service = RateLimitLayer::per_second(10)
+            .headroom(Duration::ZERO)
+            .layer(service_fn(move |name: String| {
+                seen.lock().unwrap().push(name);
+                async { Ok::<_, Infallible>(()) }
+            }));
+        service.clone().oneshot("first".to_owned()).await.unwrap();
+        let turn = tokio::time::Instant::now() + Duration::from_millis(100);
+        let late = tokio::spawn({
+            let service = service.clone();
+            async move {
+                tokio::time::sleep_until(turn).await;
+                service.oneshot("late".to_owned()).await.unwrap();
+            }
+        });
+        tokio::task::yield_now().await; // `late`'s timer is set first
+        let waiting = tokio::spawn(service.clone().oneshot("waiting".to_owned()));
+        waiting.await.unwrap().unwrap();
+        late.await.unwrap();
+        assert_eq!(*order.lock().unwrap(), ["first", "waiting", "late"]);
     }
 
     /// Each turn wakes the one request whose turn it is, not every waiter: 50 requests at
