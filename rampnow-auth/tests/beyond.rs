@@ -26,6 +26,20 @@ fn credentials() -> Credentials {
     Credentials::new(common::API_KEY, common::SECRET).unwrap()
 }
 
+/// Sends a `GET https://api.rampnow.io/x` through `client` once it is ready.
+async fn send_x<S>(client: &mut S) -> S::Response
+where
+    S: Service<Request<SignedBody>>,
+    S::Error: std::fmt::Debug,
+{
+    ServiceExt::<Request<SignedBody>>::ready(client)
+        .await
+        .unwrap()
+        .call(get("https://api.rampnow.io/x"))
+        .await
+        .unwrap()
+}
+
 type App = tower::util::BoxCloneSyncService<Request<SignedBody>, Response<Full<Bytes>>, Infallible>;
 
 /// The application behind the verifier: answers 200 with the verified key.
@@ -76,12 +90,7 @@ async fn sync_learns_the_server_clock_from_a_rejection_and_the_next_request_veri
     let server_time = layer.server_time().unwrap();
     let mut client = layer.layer(skewed_server(Duration::from_secs(300)));
 
-    let first = ServiceExt::<Request<SignedBody>>::ready(&mut client)
-        .await
-        .unwrap()
-        .call(get("https://api.rampnow.io/x"))
-        .await
-        .unwrap();
+    let first = send_x(&mut client).await;
     assert_eq!(first.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         first.extensions().get::<Rejection>().unwrap().kind(),
@@ -93,12 +102,7 @@ async fn sync_learns_the_server_clock_from_a_rejection_and_the_next_request_veri
         "learned offset {offset} ms"
     );
 
-    let second = ServiceExt::<Request<SignedBody>>::ready(&mut client)
-        .await
-        .unwrap()
-        .call(get("https://api.rampnow.io/x"))
-        .await
-        .unwrap();
+    let second = send_x(&mut client).await;
     assert_eq!(second.status(), StatusCode::OK);
     assert_eq!(server_time.samples(), 2);
 }
@@ -108,12 +112,7 @@ async fn without_sync_the_skewed_server_keeps_refusing() {
     let mut client =
         RampnowAuthLayer::new(credentials()).layer(skewed_server(Duration::from_secs(300)));
     for _ in 0..2 {
-        let response = ServiceExt::<Request<SignedBody>>::ready(&mut client)
-            .await
-            .unwrap()
-            .call(get("https://api.rampnow.io/x"))
-            .await
-            .unwrap();
+        let response = send_x(&mut client).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }
 }
@@ -127,20 +126,10 @@ async fn a_server_behind_is_learned_too() {
         .sync_server_time();
     let server_time = layer.server_time().unwrap();
     let mut client = layer.layer(skewed_server(Duration::ZERO));
-    let first = ServiceExt::<Request<SignedBody>>::ready(&mut client)
-        .await
-        .unwrap()
-        .call(get("https://api.rampnow.io/x"))
-        .await
-        .unwrap();
+    let first = send_x(&mut client).await;
     assert_eq!(first.status(), StatusCode::UNAUTHORIZED);
     assert!(server_time.offset() < -298_000, "{}", server_time.offset());
-    let second = ServiceExt::<Request<SignedBody>>::ready(&mut client)
-        .await
-        .unwrap()
-        .call(get("https://api.rampnow.io/x"))
-        .await
-        .unwrap();
+    let second = send_x(&mut client).await;
     assert_eq!(second.status(), StatusCode::OK);
 }
 
