@@ -134,21 +134,29 @@ fn dated(time: SystemTime) -> HeaderValue {
     HeaderValue::from_str(&httpdate::fmt_http_date(time)).unwrap()
 }
 
-#[tokio::test]
-async fn responses_dated_2100_do_not_make_later_requests_stale() {
-    // One shared, unpinned layer: it signs for a hostile host and for the real server.
-    let layer = RampnowAuthLayer::new(credentials()).sync_server_time();
+/// A transport in front of a verifier of `credentials()`: requests to `hostile_host` get an
+/// empty `status` response dated `date`; the others are verified and dated now.
+fn hostile_dates(
+    hostile_host: &'static str,
+    status: StatusCode,
+    date: SystemTime,
+) -> impl tower::Service<
+    Request<SignedBody>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future: Send,
+> + Clone {
     let verifier =
         RampnowVerifyLayer::new(credentials()).layer(service_fn(|_: Request<SignedBody>| async {
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
         }));
-    let year_2100 = UNIX_EPOCH + Duration::from_secs(4_102_444_800);
-    let transport = service_fn(move |request: Request<SignedBody>| {
+    service_fn(move |request: Request<SignedBody>| {
         let verifier = verifier.clone();
         async move {
-            if request.uri().host() == Some("hostile.example") {
+            if request.uri().host() == Some(hostile_host) {
                 let mut response = Response::new(Full::new(Bytes::new()));
-                response.headers_mut().insert(DATE, dated(year_2100));
+                response.headers_mut().insert(DATE, dated(date));
+                *response.status_mut() = status;
                 return Ok::<_, Infallible>(response);
             }
             let mut response = verifier.oneshot(request).await?;
@@ -157,7 +165,15 @@ async fn responses_dated_2100_do_not_make_later_requests_stale() {
                 .insert(DATE, dated(SystemTime::now()));
             Ok(response)
         }
-    });
+    })
+}
+
+#[tokio::test]
+async fn responses_dated_2100_do_not_make_later_requests_stale() {
+    // One shared, unpinned layer: it signs for a hostile host and for the real server.
+    let layer = RampnowAuthLayer::new(credentials()).sync_server_time();
+    let year_2100 = UNIX_EPOCH + Duration::from_secs(4_102_444_800);
+    let transport = hostile_dates("hostile.example", StatusCode::OK, year_2100);
     let client = layer.clone().layer(transport);
     for _ in 0..5 {
         let request = Request::get("https://hostile.example/")
@@ -208,27 +224,8 @@ async fn another_hosts_date_within_the_bound_does_not_move_rampnows_clock() {
     // One shared, unpinned layer. Another host answers 50 minutes ahead (inside the one-hour
     // bound), eight times: Rampnow's requests are still signed with Rampnow's time.
     let layer = RampnowAuthLayer::new(credentials()).sync_server_time();
-    let verifier =
-        RampnowVerifyLayer::new(credentials()).layer(service_fn(|_: Request<SignedBody>| async {
-            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
-        }));
-    let transport = service_fn(move |request: Request<SignedBody>| {
-        let verifier = verifier.clone();
-        async move {
-            if request.uri().host() == Some("other.example") {
-                let mut response = Response::new(Full::new(Bytes::new()));
-                let ahead = SystemTime::now() + Duration::from_secs(50 * 60);
-                response.headers_mut().insert(DATE, dated(ahead));
-                *response.status_mut() = StatusCode::UNAUTHORIZED;
-                return Ok::<_, Infallible>(response);
-            }
-            let mut response = verifier.oneshot(request).await?;
-            response
-                .headers_mut()
-                .insert(DATE, dated(SystemTime::now()));
-            Ok(response)
-        }
-    });
+    let ahead = SystemTime::now() + Duration::from_secs(50 * 60);
+    let transport = hostile_dates("other.example", StatusCode::UNAUTHORIZED, ahead);
     let client = layer.clone().layer(transport);
     for _ in 0..8 {
         let request = Request::get("https://other.example/")
