@@ -242,6 +242,20 @@ fn parsed_or_exit<T>(
     }
 }
 
+/// The [`credentials`] from `key`, `secret` and the environment, or the exit for a command
+/// given one of the two without the other (or ones that cannot be used): it prints
+/// `command: message` to stderr and exits 2.
+fn credentials_or_exit(
+    key: Option<String>,
+    secret: Option<String>,
+    command: &str,
+) -> Result<(Credentials, bool), ExitCode> {
+    credentials(key, secret, env_var).map_err(|message| {
+        eprintln!("{command}: {message}");
+        ExitCode::from(2)
+    })
+}
+
 /// An environment variable, `None` when unset, empty or not UTF-8.
 fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -278,14 +292,14 @@ async fn serve(argv: impl IntoIterator<Item = String>) -> ExitCode {
         Ok(args) => args,
         Err(code) => return code,
     };
-    let (credentials, public_pair) =
-        match credentials(args.api_key.take(), args.api_secret.take(), env_var) {
-            Ok(found) => found,
-            Err(message) => {
-                eprintln!("rampnow-sandbox: {message}");
-                return ExitCode::from(2);
-            }
-        };
+    let (credentials, public_pair) = match credentials_or_exit(
+        args.api_key.take(),
+        args.api_secret.take(),
+        "rampnow-sandbox",
+    ) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
     let played = (args.limits.rate_limit, args.limits.fail_every);
     let sandbox = match args
         .limits

@@ -3,8 +3,10 @@
 //! connections) and what the sandbox does about them. Timeouts are short (hundreds of
 //! milliseconds) and every wait is bounded, so a regression fails instead of hanging.
 
+mod common;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rampnow_sandbox::{Sandbox, SandboxBuilder, LOG_TARGET_MAX_BYTES};
 use rustls::pki_types::ServerName;
@@ -36,17 +38,7 @@ async fn start(builder: SandboxBuilder) -> Sandbox {
 
 /// A TLS connection to the sandbox (its handshake done: the sandbox accepted it).
 async fn tls(sandbox: &Sandbox) -> TlsStream<TcpStream> {
-    let tcp = TcpStream::connect(sandbox.addr()).await.expect("connects");
-    tokio::time::timeout(BOUND, handshake(sandbox, tcp))
-        .await
-        .expect("the TLS handshake finishes in time")
-        .expect("the TLS handshake succeeds")
-}
-
-async fn handshake(sandbox: &Sandbox, tcp: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
-    let connector = TlsConnector::from(Arc::new(sandbox.rustls_client_config()));
-    let name = ServerName::try_from("127.0.0.1").expect("an IP address is a server name");
-    connector.connect(name, tcp).await
+    common::tls(sandbox, BOUND).await
 }
 
 /// A TLS connection that has sent `bytes` and nothing more.
@@ -57,21 +49,10 @@ async fn stalled(sandbox: &Sandbox, bytes: &[u8]) -> TlsStream<TcpStream> {
     stream
 }
 
-/// Reads until the sandbox closes the connection (end of stream, or an error such as a reset
-/// or a TLS stream cut without `close_notify`), at most [`BOUND`]. Returns what was read and
-/// how long it took, or `None` if the connection was still open after [`BOUND`].
+/// Reads until the sandbox closes the connection, at most [`BOUND`] (see
+/// [`common::read_until_closed`]).
 async fn read_until_closed<S: AsyncRead + Unpin>(stream: &mut S) -> Option<(Vec<u8>, Duration)> {
-    let start = Instant::now();
-    let mut received = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = BOUND.checked_sub(start.elapsed())?;
-        match tokio::time::timeout(left, stream.read(&mut buf)).await {
-            Err(_elapsed) => return None,
-            Ok(Ok(0) | Err(_)) => return Some((received, start.elapsed())),
-            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
-        }
-    }
+    common::read_until_closed(stream, BOUND).await
 }
 
 /// Whether the sandbox closes `stream` within [`BOUND`].

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{credentials, env_var, parsed_or_exit, split_flag};
+use super::{credentials_or_exit, parsed_or_exit, split_flag};
 use http::{Method, Request};
 use rampnow_auth::signing::{sign, SignableRequest, SigningParams, SigningSettings};
 use rampnow_auth::{Credentials, HeaderNames, API_KEY_ENV, API_SECRET_ENV, DEFAULT_MAX_BODY_SIZE};
@@ -283,14 +283,14 @@ pub(super) fn run(argv: impl IntoIterator<Item = String>) -> ExitCode {
         Ok(args) => args,
         Err(code) => return code,
     };
-    let (credentials, public_pair) =
-        match credentials(args.api_key.clone(), args.api_secret.clone(), env_var) {
-            Ok(found) => found,
-            Err(message) => {
-                eprintln!("rampnow-sandbox sign: {message}");
-                return ExitCode::from(2);
-            }
-        };
+    let (credentials, public_pair) = match credentials_or_exit(
+        args.api_key.clone(),
+        args.api_secret.clone(),
+        "rampnow-sandbox sign",
+    ) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
     let body = match &args.body {
         Body::Inline(text) => text.clone().into_bytes(),
         Body::File(path) => match read_body(path) {
@@ -343,6 +343,7 @@ pub(super) fn run(argv: impl IntoIterator<Item = String>) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::credentials;
     use std::process::Command;
 
     fn parse_args(args: &[&str]) -> Result<Option<Args>, String> {

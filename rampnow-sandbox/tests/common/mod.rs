@@ -83,3 +83,50 @@ impl<B: Clone, Res, E> tower::retry::Policy<Request<B>, Res, E> for RetryIf<Res,
         Some(clone)
     }
 }
+
+/// A TLS connection to the sandbox on 127.0.0.1, its handshake done within `bound`.
+pub async fn tls(
+    sandbox: &Sandbox,
+    bound: Duration,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(sandbox.addr())
+        .await
+        .expect("connects");
+    tokio::time::timeout(bound, handshake(sandbox, tcp))
+        .await
+        .expect("the TLS handshake finishes in time")
+        .expect("the TLS handshake succeeds")
+}
+
+/// A TLS handshake over `tcp` that trusts the sandbox's certificate, and nothing else.
+pub async fn handshake(
+    sandbox: &Sandbox,
+    tcp: tokio::net::TcpStream,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let connector =
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(sandbox.rustls_client_config()));
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1")
+        .expect("an IP address is a server name");
+    connector.connect(name, tcp).await
+}
+
+/// Reads until the peer closes the connection (end of stream, or an error such as a reset or
+/// a TLS stream cut without `close_notify`), at most `bound`. Returns what was read and how
+/// long it took, or `None` if the connection was still open after `bound`.
+pub async fn read_until_closed<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    bound: Duration,
+) -> Option<(Vec<u8>, Duration)> {
+    use tokio::io::AsyncReadExt;
+    let start = std::time::Instant::now();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = bound.checked_sub(start.elapsed())?;
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Err(_elapsed) => return None,
+            Ok(Ok(0) | Err(_)) => return Some((received, start.elapsed())),
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+        }
+    }
+}
