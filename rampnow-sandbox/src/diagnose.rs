@@ -422,6 +422,9 @@ pub enum Skip {
     /// The body was not available (a malformed signature is refused before the body is read,
     /// and the body was too long or of unknown length to read for the diagnosis).
     BodyNotRead,
+    /// The body was to be read for the diagnosis (a malformed signature, a short body), but it
+    /// did not arrive whole within the sandbox's body read timeout.
+    BodyNotArrived,
 }
 
 impl Skip {
@@ -441,6 +444,10 @@ impl Skip {
                  is diagnosed only with a Content-Length of at most {} KiB)",
                 MAX_DIAGNOSED_BODY / 1024
             ),
+            Skip::BodyNotArrived => "not fully diagnosed: the body was not read: it did not \
+                                     arrive whole within the sandbox's body read timeout; send \
+                                     the body at once after the head"
+                .to_owned(),
         }
     }
 }

@@ -35,6 +35,8 @@ struct Copied {
     bytes: Vec<u8>,
     read: bool,
     too_large: bool,
+    /// Read first for the diagnosis, it did not arrive whole in time (or failed).
+    not_arrived: bool,
 }
 
 /// A body that copies what is read of it (up to [`MAX_DIAGNOSED_BODY`]) for the diagnosis,
@@ -155,7 +157,12 @@ where
                 bytes
             }
             // The verifier refuses such a request on its headers whatever its body.
-            _ => Bytes::new(),
+            _ => {
+                copy.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .not_arrived = true;
+                Bytes::new()
+            }
         };
         return (
             Request::from_parts(parts, Either::Right(Full::new(bytes))),
@@ -277,6 +284,8 @@ fn diagnose_refusal(
             let copy = kept.copy.lock().unwrap_or_else(PoisonError::into_inner);
             let (body, skip): (&[u8], _) = if copy.too_large {
                 (&[], Some(Skip::BodyTooLarge))
+            } else if copy.not_arrived {
+                (&[], Some(Skip::BodyNotArrived))
             } else if !copy.read && rejection.kind() != RejectionKind::SignatureMismatch {
                 // A mismatch is found only once the verifier has read the whole body (it may
                 // stop polling at the announced end, so `read` may be unset); a malformed

@@ -103,14 +103,25 @@ fn parse(received: &[u8]) -> Option<(String, serde_json::Value)> {
 
 /// The words of a refusal whose body the sandbox did not get to diagnose.
 const NOT_READ: &str = "not fully diagnosed: the body was not read";
+/// Why, when it waited for the body in vain.
+const NOT_ARRIVED: &str = "it did not arrive whole within the sandbox's body read timeout";
+/// Why, when it did not wait for the body.
+const TOO_LONG: &str = "diagnosed only with a Content-Length of at most 64 KiB";
 
 /// Checks a refusal of a malformed signature that names `mistake` and says the body was not
-/// read, and the log's one entry for it.
-fn refused_unread(sandbox: &Sandbox, status: &str, json: &serde_json::Value, mistake: Mistake) {
+/// read and `why`, and the log's one entry for it.
+fn refused_unread(
+    sandbox: &Sandbox,
+    status: &str,
+    json: &serde_json::Value,
+    mistake: Mistake,
+    why: &str,
+) {
     assert_eq!(status, "HTTP/1.1 401 Unauthorized", "{json}");
     assert_eq!(json["code"], "invalid_signature", "{json}");
     let reason = json["reason"].as_str().expect("a reason");
     assert!(reason.contains(NOT_READ), "{reason}");
+    assert!(reason.contains(why), "{reason}");
     let named = match mistake {
         Mistake::SignatureHexPrefix => "it has 0x in front of its hex digits",
         Mistake::SignatureBase64 => "it is base64, not hex",
@@ -138,7 +149,7 @@ async fn a_64_kib_body_never_sent_is_refused_after_the_body_read_timeout() {
         let waited = at.elapsed();
         println!("{mistake:?}: answered after {waited:?}: {status}");
         assert!(waited >= BODY_TIMEOUT, "answered after {waited:?}");
-        refused_unread(&sandbox, &status, &json, mistake);
+        refused_unread(&sandbox, &status, &json, mistake, NOT_ARRIVED);
         assert!(
             common::read_until_closed(&mut stream, BOUND)
                 .await
@@ -167,7 +178,13 @@ async fn a_body_over_64_kib_or_max_body_size_is_refused_without_waiting_for_it()
             "content-length {length}: answered after {:?}: {status} {json}",
             at.elapsed()
         );
-        refused_unread(&sandbox, &status, &json, Mistake::SignatureHexPrefix);
+        refused_unread(
+            &sandbox,
+            &status,
+            &json,
+            Mistake::SignatureHexPrefix,
+            TOO_LONG,
+        );
         assert!(
             common::read_until_closed(&mut stream, BOUND)
                 .await
@@ -213,5 +230,11 @@ async fn a_trickled_body_is_cut_at_the_body_read_timeout() {
     assert!(waited >= BODY_TIMEOUT, "closed after {waited:?}");
     let (status, json) = parse(received.as_bytes()).expect("one whole answer");
     assert_eq!(received.matches("HTTP/1.1").count(), 1, "{received}");
-    refused_unread(&sandbox, &status, &json, Mistake::SignatureHexPrefix);
+    refused_unread(
+        &sandbox,
+        &status,
+        &json,
+        Mistake::SignatureHexPrefix,
+        NOT_ARRIVED,
+    );
 }
